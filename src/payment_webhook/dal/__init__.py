@@ -1,0 +1,1 @@
+"""Data access: Secrets Manager, PostgreSQL connections, the storing SQL and the migrations."""

@@ -1,0 +1,1 @@
+"""Lambda entry points: thin adapters between the event formats and the logic."""

@@ -1,0 +1,1 @@
+"""Webhook rules with no I/O: body size, signature, event validation, payment ordering, the pipeline."""

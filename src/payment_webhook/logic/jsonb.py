@@ -1,0 +1,146 @@
+"""JSON parsing that rejects what PostgreSQL's jsonb cannot store, naming the field.
+
+PostgreSQL 16 rejects in jsonb: the escape ``\\u0000`` (NUL), escapes of unpaired UTF-16
+surrogates (``\\ud800`` alone), the ``NaN`` / ``Infinity`` literals that Python's json
+module accepts, and numbers outside the numeric type (131072 digits before the decimal
+point, 16383 after). Nesting is limited here to ``MAX_NESTING_DEPTH`` levels so that
+neither parsing nor this module's walk can raise RecursionError.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal
+from typing import Any
+
+from payment_webhook.errors import InvalidEvent
+
+# Stripe events nest a handful of levels; 64 leaves room for expanded objects and metadata.
+MAX_NESTING_DEPTH = 64
+
+# Limits of PostgreSQL's numeric type, which jsonb uses for every number.
+NUMERIC_MAX_INTEGER_DIGITS = 131_072
+NUMERIC_MAX_FRACTION_DIGITS = 16_383
+
+# Paths in messages are cut to this many characters, because keys can be long.
+MAX_PATH_CHARS = 200
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_]+")
+
+
+class _UnstorableNumber:
+    """Placeholder for a number jsonb cannot store, until the walk finds its path."""
+
+    __slots__ = ("description",)
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+
+
+def _parse_constant(literal: str) -> _UnstorableNumber:
+    return _UnstorableNumber(f"{literal}, which is not a finite number")
+
+
+def _parse_float(literal: str) -> float | _UnstorableNumber:
+    # Without an exponent, a literal this short cannot exceed either numeric limit.
+    if len(literal) > NUMERIC_MAX_FRACTION_DIGITS or "e" in literal or "E" in literal:
+        number = Decimal(literal)
+        exponent = number.as_tuple().exponent
+        fraction_digits = -exponent if isinstance(exponent, int) and exponent < 0 else 0
+        if number.adjusted() >= NUMERIC_MAX_INTEGER_DIGITS or fraction_digits > NUMERIC_MAX_FRACTION_DIGITS:
+            return _UnstorableNumber("a number outside the range of PostgreSQL's numeric type")
+    return float(literal)
+
+
+def parse_storable_json(text: str) -> Any:
+    """Parse ``text`` as JSON and check that jsonb can store every value.
+
+    Parameters
+    ----------
+    text:
+        The verified body, decoded as UTF-8.
+
+    Returns
+    -------
+    Any
+        The parsed document.
+
+    Raises
+    ------
+    InvalidEvent
+        The text is not JSON or nests deeper than ``MAX_NESTING_DEPTH``. Also when it
+        contains a NUL character, a lone surrogate, a non-finite number or a number outside
+        PostgreSQL's numeric range. The message names the field.
+    """
+    try:
+        document = json.loads(text, parse_constant=_parse_constant, parse_float=_parse_float)
+    except RecursionError:
+        raise InvalidEvent(f"body nests deeper than {MAX_NESTING_DEPTH} levels") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidEvent(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except ValueError as exc:
+        # int() refuses numbers of more than 4300 digits (sys.get_int_max_str_digits()).
+        raise InvalidEvent(f"body is not valid JSON: {exc}") from None
+    check_storable(document)
+    return document
+
+
+def check_storable(document: Any) -> None:
+    """Raise InvalidEvent naming the first value of ``document`` that jsonb cannot store.
+
+    The walk uses an explicit stack, so its depth is not bounded by Python's recursion limit.
+    """
+    stack: list[tuple[Any, str, int]] = [(document, "", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if isinstance(value, str):
+            _check_text(value, path)
+        elif isinstance(value, _UnstorableNumber):
+            raise InvalidEvent(f"{describe_path(path)} is {value.description}")
+        elif isinstance(value, dict | list):
+            if depth >= MAX_NESTING_DEPTH:
+                raise InvalidEvent(f"{describe_path(path)} nests deeper than {MAX_NESTING_DEPTH} levels")
+            if isinstance(value, dict):
+                for key, child in value.items():
+                    _check_key(key, path)
+                    stack.append((child, join_path(path, key), depth + 1))
+            else:
+                for index, child in enumerate(value):
+                    stack.append((child, f"{path}[{index}]", depth + 1))
+
+
+def join_path(parent: str, key: str) -> str:
+    """Return the path of ``key`` inside ``parent`` as ``data.object.customer``.
+
+    Keys that are not plain letters, digits and underscores are written as a JSON string
+    in brackets, so the path stays readable and free of control characters.
+    """
+    if _PLAIN_KEY.fullmatch(key):
+        return f"{parent}.{key}" if parent else key
+    return f"{parent}[{json.dumps(key)}]"
+
+
+def describe_path(path: str) -> str:
+    """Return ``path`` for a message: ``body`` for the root, cut after ``MAX_PATH_CHARS``."""
+    if not path:
+        return "body"
+    if len(path) > MAX_PATH_CHARS:
+        return path[:MAX_PATH_CHARS] + "..."
+    return path
+
+
+def _check_text(text: str, path: str) -> None:
+    if "\x00" in text:
+        raise InvalidEvent(f"{describe_path(path)} contains a NUL character")
+    if _SURROGATE.search(text):
+        raise InvalidEvent(f"{describe_path(path)} contains a lone UTF-16 surrogate")
+
+
+def _check_key(key: str, parent: str) -> None:
+    where = describe_path(parent) if parent else "the top-level object"
+    if "\x00" in key:
+        raise InvalidEvent(f"a key in {where} contains a NUL character")
+    if _SURROGATE.search(key):
+        raise InvalidEvent(f"a key in {where} contains a lone UTF-16 surrogate")

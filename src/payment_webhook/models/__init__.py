@@ -1,0 +1,1 @@
+"""Typed values that the handler, logic and data-access layers pass between them."""

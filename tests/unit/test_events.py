@@ -1,0 +1,256 @@
+"""Parsing and validation of verified bodies into WebhookEvent."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from payment_webhook.errors import InvalidEvent
+from payment_webhook.logic.events import MAX_CREATED, parse_event
+from payment_webhook.logic.jsonb import MAX_NESTING_DEPTH
+from payment_webhook.models.event import PaymentIntentUpdate, RefundUpdate
+
+
+def event_document(**overrides: Any) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "id": "evt_1",
+        "object": "event",
+        "type": "customer.created",
+        "created": 1_700_000_000,
+        "livemode": False,
+        "data": {"object": {"id": "cus_1", "object": "customer"}},
+    }
+    document.update(overrides)
+    return document
+
+
+def encode(document: Any) -> bytes:
+    return json.dumps(document).encode()
+
+
+def invalid_event_message(raw: bytes) -> str:
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(raw)
+    return caught.value.message
+
+
+def test_valid_event_parsed() -> None:
+    """A minimal valid event yields its id, type, created and livemode."""
+    event = parse_event(encode(event_document()))
+    assert event.event_id == "evt_1"
+    assert event.event_type == "customer.created"
+    assert event.created == 1700000000
+    assert event.livemode is False
+
+
+def test_payload_text_kept_verbatim() -> None:
+    """The stored text is the body as received, whitespace included."""
+    raw = b'{"id": "evt_1",   "type": "x", "created": 1, "data": {"object": {}}}'
+    assert parse_event(raw).payload_text == raw.decode()
+
+
+def test_unknown_event_type_valid_without_payment_update() -> None:
+    """An event type the service does not know is valid and implies no payment update."""
+    assert parse_event(encode(event_document(type="some.future_event"))).payment_update is None
+
+
+def test_livemode_optional() -> None:
+    """An event without livemode is valid."""
+    document = event_document()
+    del document["livemode"]
+    assert parse_event(encode(document)).livemode is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"not json", "body is not valid JSON"),
+        (b"", "body is not valid JSON"),
+        (b"[1, 2]", "body must be a JSON object"),
+        (b"\xff\xfe", "body is not valid UTF-8"),
+        (b"\xef\xbb\xbf{}", "body is not valid JSON"),
+    ],
+)
+def test_body_not_json_object(raw: bytes, expected: str) -> None:
+    """Bodies that are not a UTF-8 JSON object are rejected with a message saying so."""
+    assert expected in invalid_event_message(raw)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"id": None}, "id must be a string"),
+        ({"id": ""}, "id must be 1 to 255 characters long"),
+        ({"id": "e" * 256}, "id must be 1 to 255 characters long"),
+        ({"id": 12}, "id must be a string"),
+        ({"type": ""}, "type must be 1 to 255 characters long"),
+        ({"type": "t" * 256}, "type must be 1 to 255 characters long"),
+        ({"type": ["a"]}, "type must be a string"),
+        ({"created": True}, "created must be an integer"),
+        ({"created": 1.5}, "created must be an integer"),
+        ({"created": "1700000000"}, "created must be an integer"),
+        ({"created": -1}, "created must be between 0 and 253402300799"),
+        ({"created": MAX_CREATED + 1}, "created must be between 0 and 253402300799"),
+        ({"livemode": "false"}, "livemode must be true or false"),
+        ({"livemode": None}, "livemode must be true or false"),
+        ({"data": []}, "data must be an object"),
+        ({"data": {}}, "data.object is missing"),
+        ({"data": {"object": "cus_1"}}, "data.object must be an object"),
+    ],
+)
+def test_invalid_field_named(overrides: dict[str, Any], expected: str) -> None:
+    """Each invalid top-level field is rejected with a message naming it."""
+    assert invalid_event_message(encode(event_document(**overrides))) == expected
+
+
+@pytest.mark.parametrize("field", ["id", "type", "created", "data"])
+def test_missing_field_named(field: str) -> None:
+    """Each missing required field is rejected with a message naming it."""
+    document = event_document()
+    del document[field]
+    assert invalid_event_message(encode(document)) == f"{field} is missing"
+
+
+def test_created_bounds_accepted() -> None:
+    """created 0 and the last second of year 9999 are valid."""
+    assert parse_event(encode(event_document(created=MAX_CREATED))).created == MAX_CREATED
+
+
+def test_nul_character_names_field() -> None:
+    """A NUL character in a nested string names its path."""
+    raw = encode(event_document(data={"object": {"customer": "cus_\u0000x"}}))
+    assert invalid_event_message(raw) == "data.object.customer contains a NUL character"
+
+
+def test_nul_character_in_key_named() -> None:
+    """A NUL character in a key names the object that contains the key."""
+    raw = encode(event_document(data={"object": {"meta\u0000": "x"}}))
+    assert invalid_event_message(raw) == "a key in data.object contains a NUL character"
+
+
+def test_nul_character_in_array_item_named() -> None:
+    """A NUL character inside an array names the index."""
+    raw = encode(event_document(data={"object": {"lines": ["ok", "bad\u0000"]}}))
+    assert invalid_event_message(raw) == "data.object.lines[1] contains a NUL character"
+
+
+def test_lone_surrogate_names_field() -> None:
+    """An escaped lone surrogate is rejected, naming the field."""
+    raw = b'{"id": "evt_1", "type": "x", "created": 1, "data": {"object": {"name": "\\ud800"}}}'
+    assert invalid_event_message(raw) == "data.object.name contains a lone UTF-16 surrogate"
+
+
+def test_surrogate_pair_accepted() -> None:
+    """An escaped surrogate pair is one valid character."""
+    raw = b'{"id": "evt_1", "type": "x", "created": 1, "data": {"object": {"name": "\\ud83d\\ude00"}}}'
+    assert parse_event(raw).event_id == "evt_1"
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_number_names_field(literal: str) -> None:
+    """NaN and Infinity literals are rejected, naming the field."""
+    raw = f'{{"id": "evt_1", "type": "x", "created": 1, "data": {{"object": {{"amount": {literal}}}}}}}'.encode()
+    assert invalid_event_message(raw) == f"data.object.amount is {literal}, which is not a finite number"
+
+
+@pytest.mark.parametrize("literal", ["1e131072", "1e-16384", "0." + "0" * 16383 + "1"])
+def test_number_outside_numeric_range_named(literal: str) -> None:
+    """Numbers that PostgreSQL's numeric type cannot hold are rejected, naming the field."""
+    raw = f'{{"id": "evt_1", "type": "x", "created": 1, "data": {{"object": {{"v": {literal}}}}}}}'.encode()
+    assert invalid_event_message(raw) == "data.object.v is a number outside the range of PostgreSQL's numeric type"
+
+
+def test_large_exponent_within_numeric_range_accepted() -> None:
+    """1e400 overflows a float but fits PostgreSQL's numeric type, so it is stored."""
+    raw = b'{"id": "evt_1", "type": "x", "created": 1, "data": {"object": {"v": 1e400}}}'
+    assert parse_event(raw).event_id == "evt_1"
+
+
+def test_integer_with_too_many_digits_rejected() -> None:
+    """An integer beyond Python's 4300-digit conversion limit is invalid_event, not a crash."""
+    raw = b'{"id": "evt_1", "type": "x", "created": 1, "data": {"object": {"v": ' + b"9" * 5000 + b"}}}"
+    assert "body is not valid JSON" in invalid_event_message(raw)
+
+
+def test_nesting_at_limit_accepted() -> None:
+    """A document nested exactly MAX_NESTING_DEPTH levels is valid."""
+    # The event object and data take two levels; inner has the remaining ones.
+    inner: Any = {}
+    for _ in range(MAX_NESTING_DEPTH - 3):
+        inner = {"a": inner}
+    assert parse_event(encode(event_document(data={"object": inner}))).event_id == "evt_1"
+
+
+def test_nesting_over_limit_rejected() -> None:
+    """One level more than MAX_NESTING_DEPTH is rejected."""
+    inner: Any = {}
+    for _ in range(MAX_NESTING_DEPTH - 2):
+        inner = {"a": inner}
+    assert "nests deeper than 64 levels" in invalid_event_message(encode(event_document(data={"object": inner})))
+
+
+def test_deep_nesting_beyond_recursion_limit_rejected() -> None:
+    """Nesting that would exhaust the recursion limit is invalid_event, not RecursionError."""
+    raw = b'{"id": "evt_1", "data": {"object": ' + b"[" * 200_000 + b"]" * 200_000 + b"}}"
+    assert "nests deeper than 64 levels" in invalid_event_message(raw)
+
+
+def test_payment_intent_update_built() -> None:
+    """A payment_intent event yields the fields the payments table stores."""
+    data_object = {"id": "pi_1", "status": "succeeded", "amount": 2000, "currency": "EUR", "customer": "cus_1"}
+    event = parse_event(encode(event_document(type="payment_intent.succeeded", data={"object": data_object})))
+    assert event.payment_update == PaymentIntentUpdate("pi_1", "succeeded", 6, 2000, "eur", "cus_1")
+
+
+def test_payment_intent_without_customer_accepted() -> None:
+    """customer may be null."""
+    data_object = {"id": "pi_1", "status": "processing", "amount": 0, "currency": "usd", "customer": None}
+    event = parse_event(encode(event_document(type="payment_intent.processing", data={"object": data_object})))
+    assert isinstance(event.payment_update, PaymentIntentUpdate)
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"id": None}, "data.object.id must be a string"),
+        ({"status": ""}, "data.object.status must be 1 to 255 characters long"),
+        ({"amount": "2000"}, "data.object.amount must be an integer"),
+        ({"amount": True}, "data.object.amount must be an integer"),
+        ({"amount": -1}, "data.object.amount must be between 0 and 9223372036854775807"),
+        ({"amount": 2**63}, "data.object.amount must be between 0 and 9223372036854775807"),
+        ({"currency": "euro"}, "data.object.currency must be a three-letter ISO currency code"),
+        ({"customer": 42}, "data.object.customer must be a string"),
+    ],
+)
+def test_payment_intent_invalid_field_named(changes: dict[str, Any], expected: str) -> None:
+    """Each invalid payment field is rejected with its path, and the event id is kept for the log."""
+    data_object = {"id": "pi_1", "status": "succeeded", "amount": 2000, "currency": "eur", "customer": "cus_1"}
+    data_object.update(changes)
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(encode(event_document(type="payment_intent.succeeded", data={"object": data_object})))
+    assert caught.value.message == expected
+    assert caught.value.event_id == "evt_1"
+
+
+def test_charge_refunded_update_built() -> None:
+    """charge.refunded yields the payment intent and the refunded total."""
+    data_object = {"id": "ch_1", "payment_intent": "pi_1", "amount_refunded": 500}
+    event = parse_event(encode(event_document(type="charge.refunded", data={"object": data_object})))
+    assert event.payment_update == RefundUpdate("pi_1", 500)
+
+
+def test_charge_refunded_without_payment_intent_has_no_update() -> None:
+    """A refunded charge without a payment intent is stored with no payment update."""
+    data_object = {"id": "ch_1", "payment_intent": None, "amount_refunded": 500}
+    assert (
+        parse_event(encode(event_document(type="charge.refunded", data={"object": data_object}))).payment_update is None
+    )
+
+
+def test_charge_refunded_missing_amount_named() -> None:
+    """charge.refunded without amount_refunded names the field."""
+    data_object = {"id": "ch_1", "payment_intent": "pi_1"}
+    raw = encode(event_document(type="charge.refunded", data={"object": data_object}))
+    assert invalid_event_message(raw) == "data.object.amount_refunded is missing"
