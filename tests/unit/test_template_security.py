@@ -39,7 +39,7 @@ SHARED_VARIABLES = {
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
     "POWERTOOLS_LOG_LEVEL",
-    "AWS_ENDPOINT_URL_SECRETSMANAGER",
+    "AWS_ENDPOINT_URL_SECRETS_MANAGER",
 }
 
 # CloudWatch Logs accepts only these RetentionInDays values.
@@ -327,6 +327,6 @@ def test_function_environment_values(function: str) -> None:
 def test_function_environment_sets_no_endpoint_override(function: str) -> None:
     """In AWS the functions reach Secrets Manager through private DNS, not an endpoint URL."""
     variables = render_template("dev", "alpha1").properties(function)["Environment"]["Variables"]
-    assert variables["AWS_ENDPOINT_URL_SECRETSMANAGER"] == ""
+    assert variables["AWS_ENDPOINT_URL_SECRETS_MANAGER"] == ""
     assert "AWS_ENDPOINT_URL" not in variables
     assert "AWS_REGION" not in variables
