@@ -268,12 +268,21 @@ def test_server_groups_replace_default_egress(group: str) -> None:
 
 
 def test_secrets_manager_endpoint_has_private_dns() -> None:
-    """The Secrets Manager interface endpoint resolves the standard hostname in both subnets."""
+    """The Secrets Manager interface endpoint resolves the standard hostname with private DNS."""
     endpoint = render_template("dev", "alpha1").properties("SecretsManagerEndpoint")
     assert endpoint["VpcEndpointType"] == "Interface"
     assert endpoint["PrivateDnsEnabled"] is True
-    assert endpoint["SubnetIds"] == PRIVATE_SUBNETS
     assert endpoint["SecurityGroupIds"] == [group_id("SecretsManagerEndpointSecurityGroup")]
+
+
+@pytest.mark.parametrize(
+    ("environment", "subnet_count"),
+    [("dev", 1), ("staging", 1), ("prod", 2)],
+)
+def test_secrets_manager_endpoint_subnets(environment: str, subnet_count: int) -> None:
+    """The endpoint spans both private subnets in prod and the first one elsewhere, to save its hourly cost."""
+    endpoint = render_template(environment, "alpha1").properties("SecretsManagerEndpoint")
+    assert endpoint["SubnetIds"] == PRIVATE_SUBNETS[:subnet_count]
 
 
 def test_vpc_enables_dns_for_private_endpoint() -> None:
