@@ -22,7 +22,9 @@ export AWS_REGION := us-east-1
 unexport AWS_PROFILE
 endif
 
-PYTEST := $(PYTHON) -m pytest -p no:cacheprovider
+# A private temporary folder: pytest keeps only three numbered ones per user in /tmp and
+# deletes older ones, even when another run still has its PostgreSQL data there.
+PYTEST := $(PYTHON) -m pytest -p no:cacheprovider --basetemp=$(CURDIR)/.local/pytest
 BUILD_DIR := .aws-sam/build
 LOCAL_PORT ?= 3000
 
@@ -61,6 +63,7 @@ sign-events: $(VENV)/.installed ## Re-sign events/*.json with a fresh timestamp 
 	$(PYTHON) scripts/sign_events.py $(if $(SECRET),--secret '$(SECRET)')
 
 bench: $(VENV)/.installed build ## Measure latency, cold start, concurrency, size and cost; write docs/BENCHMARKS.md
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	$(PYTHON) -m bench
 
 cost: $(VENV)/.installed ## Print the monthly cost estimate per environment

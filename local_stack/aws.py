@@ -1,6 +1,6 @@
 """Secrets Manager on 127.0.0.1: moto's server, started in this process.
 
-The function reaches it through ``AWS_ENDPOINT_URL_SECRETSMANAGER``, the endpoint variable
+The function reaches it through ``AWS_ENDPOINT_URL_SECRETS_MANAGER``, the endpoint variable
 the AWS SDKs read, with dummy credentials. Nothing here talks to real AWS.
 """
 
@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import logging
 from typing import TYPE_CHECKING, Any
-
-from local_stack.postgres import find_free_port
 
 if TYPE_CHECKING:
     from moto.server import ThreadedMotoServer
@@ -31,9 +29,11 @@ DUMMY_CREDENTIALS = {
 class LocalSecretsManager:
     """moto's server on a loopback port, with helpers to create and rotate secrets."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.host = "127.0.0.1"
-        self.port = port or find_free_port(self.host)
+        # Port 0 lets the server bind a free port itself, so no other process can take
+        # the port between choosing and binding it; start() reads the bound port.
+        self.port = port
         self._server: ThreadedMotoServer | None = None
         self._client: Any = None
 
@@ -47,7 +47,7 @@ class LocalSecretsManager:
             **DUMMY_CREDENTIALS,
             "AWS_REGION": LOCAL_REGION,
             "AWS_DEFAULT_REGION": LOCAL_REGION,
-            "AWS_ENDPOINT_URL_SECRETSMANAGER": self.endpoint_url,
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER": self.endpoint_url,
         }
 
     def start(self) -> None:
@@ -58,6 +58,7 @@ class LocalSecretsManager:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
         self._server.start()
+        self.port = self._server.get_host_and_port()[1]
         logger.info("moto Secrets Manager listening on %s", self.endpoint_url)
 
     def stop(self) -> None:

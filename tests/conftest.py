@@ -27,16 +27,18 @@ import pytest
 
 # Set before any AWS library is imported: no telemetry, and credentials that real AWS
 # rejects, so a call that escapes the loopback endpoints cannot use someone's real keys.
+# A run against a deployed stack (AWS_SAM_STACK_NAME set) keeps the user's credentials.
 os.environ["SAM_CLI_TELEMETRY"] = "0"
-for _name, _value in {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-}.items():
-    os.environ.setdefault(_name, _value)
-os.environ.pop("AWS_PROFILE", None)
+if not os.environ.get("AWS_SAM_STACK_NAME"):
+    for _name, _value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+    }.items():
+        os.environ[_name] = _value
+    os.environ.pop("AWS_PROFILE", None)
 
 from local_stack.aws import LocalSecretsManager  # noqa: E402
 from local_stack.postgres import DatabaseInfo, PostgresServer, server_from_environment  # noqa: E402
