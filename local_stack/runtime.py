@@ -422,11 +422,13 @@ class FunctionWorker:
         settings: FunctionSettings,
         environment: dict[str, str],
         name: str,
+        log_file: Path | None = None,
     ) -> None:
         self.code = code
         self.settings = settings
         self.environment = environment
         self.name = name
+        self.log_file = log_file
         self.init_ms: float | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._connection: Connection | None = None
@@ -449,6 +451,9 @@ class FunctionWorker:
         """
         parent_end, child_end = socket.socketpair()
         environment = {**self.environment, "AWS_LAMBDA_LOG_STREAM_NAME": f"local/{self.name}/{uuid.uuid4().hex}"}
+        # The function's log lines go to the log file when there is one, as they go to the
+        # log group in Lambda, so they do not bury the local stack's own output.
+        log_stream = self.log_file.open("ab") if self.log_file is not None else None
         try:
             self._process = subprocess.Popen(
                 _worker_command(
@@ -463,9 +468,13 @@ class FunctionWorker:
                 env=environment,
                 cwd=self.code.task_root,
                 pass_fds=(child_end.fileno(),),
+                stdout=log_stream,
+                stderr=log_stream,
             )
         finally:
             child_end.close()
+            if log_stream is not None:
+                log_stream.close()
         self._connection = Connection(parent_end.detach())
         try:
             message = self._receive(INIT_TIMEOUT_SECONDS)
@@ -584,11 +593,13 @@ class FunctionPool:
         settings: FunctionSettings,
         variables: dict[str, str],
         size: int = 4,
+        log_file: Path | None = None,
     ) -> None:
         self.code = code
         self.settings = settings
         self.variables = variables
         self.size = size
+        self.log_file = log_file
         self.environment = lambda_environment(settings, code, variables)
         self._idle: queue.Queue[FunctionWorker] = queue.Queue()
         self._workers: set[FunctionWorker] = set()
@@ -632,7 +643,9 @@ class FunctionPool:
             if self._closed:
                 raise FunctionPoolClosed("the function pool is stopped")
             self._started_count += 1
-            worker = FunctionWorker(self.code, self.settings, self.environment, f"worker-{self._started_count}")
+            worker = FunctionWorker(
+                self.code, self.settings, self.environment, f"worker-{self._started_count}", log_file=self.log_file
+            )
             self._workers.add(worker)
         return worker
 

@@ -64,6 +64,7 @@ DB_CONNECT_TIMEOUT_SECONDS = 5
 # process can take the port in between. A start that fails that way is tried again.
 PORT_ATTEMPTS = 3
 OUTPUTS_FILE_NAME = "stack-outputs.json"
+FUNCTION_LOG_FILE_NAME = "function.log"
 LOCK_FILE_NAME = "stack.lock"
 
 # Outputs of resources that have no local counterpart get values that cannot be
@@ -131,9 +132,11 @@ class LocalStack:
         self.build_dir = build_dir
         self.outputs: dict[str, str] = {}
         self.outputs_file = work_dir / OUTPUTS_FILE_NAME
+        # The function's JSON log lines, as CloudWatch Logs would hold them.
+        self.function_log_file = work_dir / FUNCTION_LOG_FILE_NAME
         self.postgres: PostgresServer = postgres_server or server_from_environment(work_dir / "postgres")
         self.database: DatabaseInfo | None = None
-        # Replaced by a new manager at start, which picks its port right before binding it.
+        # Replaced by a new manager at start.
         self.secrets = LocalSecretsManager()
         self.signing_secret = ""
         self.db_secret_arn = ""
@@ -424,7 +427,9 @@ class LocalStack:
         self.function_variables = self._function_variables()
         settings = self.function_settings
         with self._step("function", f"starting {self.workers} warm workers of {settings.handler}") as step:
-            pool = FunctionPool(self.function_code, settings, self.function_variables, size=self.workers)
+            pool = FunctionPool(
+                self.function_code, settings, self.function_variables, size=self.workers, log_file=self.function_log_file
+            )
             try:
                 init_ms = pool.start()
             except FunctionError as exc:
@@ -432,7 +437,8 @@ class LocalStack:
             self.function_pool = pool
             step.message = (
                 f"{len(init_ms)} workers ready, init {min(init_ms):.0f}-{max(init_ms):.0f} ms, "
-                f"timeout {settings.timeout_seconds} s, {settings.memory_mb} MB"
+                f"timeout {settings.timeout_seconds} s, {settings.memory_mb} MB, "
+                f"logs in {display_path(self.function_log_file)}"
             )
 
     def _function_variables(self) -> dict[str, str]:
