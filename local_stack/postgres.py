@@ -268,6 +268,7 @@ class EmbeddedPostgres(PostgresServer):
             self._initdb()
         else:
             self.admin_password = self._password_file.read_text().strip()
+        self._stop_leftover_server()
         self.socket_dir.mkdir(exist_ok=True)
         self.log_file.touch()
         self._give_to_server_user(self.data_dir, self.socket_dir, self.log_file)
@@ -281,6 +282,23 @@ class EmbeddedPostgres(PostgresServer):
             "start",
         )
         logger.info("PostgreSQL listening on %s:%s", self.host, self.port)
+
+    def _stop_leftover_server(self) -> None:
+        """Stop a server that a killed run left on this data folder, so this start can bind its port."""
+        if not (self.pgdata / "postmaster.pid").exists():
+            return
+        status = subprocess.run(
+            [str(self.bin_dir / "pg_ctl"), "-D", str(self.pgdata), "status"],
+            capture_output=True,
+            text=True,
+            user=self._system_user,
+            timeout=10,
+            check=False,
+        )
+        # pg_ctl status exits 0 while a server runs on the data folder, 3 when none does.
+        if status.returncode == 0:
+            logger.warning("stopping a PostgreSQL server left running on %s by an earlier run", self.pgdata)
+            self.stop(mode="fast")
 
     def stop(self, mode: str = "fast") -> None:
         """Stop the server; ``mode`` is pg_ctl's shutdown mode (smart, fast or immediate)."""
