@@ -140,7 +140,11 @@ def main(argv: list[str] | None = None) -> int:
         if arguments.no_serve:
             status = 0 if replay_ok else 1
         else:
-            report(f"serving: POST {stack.webhook_url} (Outputs in {display_path(stack.outputs_file)}); Ctrl-C stops")
+            report(
+                f"serving: POST {stack.webhook_url}, signing secret {stack.signing_secret}, "
+                f"Outputs in {display_path(stack.outputs_file)}, function logs in "
+                f"{display_path(stack.function_log_file)}; Ctrl-C stops"
+            )
             while True:
                 time.sleep(3600)
     except LocalStackError:
