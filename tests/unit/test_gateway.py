@@ -381,6 +381,29 @@ def test_keep_alive_connection_serves_several_requests(gateway: Gateway) -> None
     assert statuses == [HTTPStatus.OK, HTTPStatus.NOT_FOUND, HTTPStatus.OK]
 
 
+def test_client_close_echoed_in_response(gateway: Gateway) -> None:
+    """A request with "Connection: close" gets "Connection: close" back, then the socket closes."""
+    connection = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=30)
+    try:
+        connection.request(
+            "POST", ROUTE, body=b"{}", headers={"Content-Type": "application/json", "Connection": "close"}
+        )
+        response = connection.getresponse()
+        response.read()
+    finally:
+        connection.close()
+
+    assert response.status == HTTPStatus.OK
+    assert response.getheader("Connection") == "close"
+
+
+def test_request_handler_disables_nagle() -> None:
+    """Responses are written without Nagle's delay, which stalls kept-alive connections by about 40 ms."""
+    from local_stack.gateway import _GatewayRequestHandler
+
+    assert _GatewayRequestHandler.disable_nagle_algorithm is True
+
+
 def test_concurrent_connections_all_served(gateway: Gateway) -> None:
     """Sixty-four clients connecting at once all get a response; none is reset."""
 
