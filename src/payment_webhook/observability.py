@@ -10,10 +10,12 @@ payload or a customer or card field.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 
 from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.metrics import MetricUnit
 
 DEFAULT_SERVICE_NAME = "payment-webhook"
@@ -23,7 +25,24 @@ DEFAULT_METRICS_NAMESPACE = "PaymentWebhook"
 # defaults keep the names right when a test or a script leaves them unset.
 SERVICE_NAME = os.environ.get("POWERTOOLS_SERVICE_NAME") or DEFAULT_SERVICE_NAME
 
-logger = Logger(service=SERVICE_NAME)
+# The characters a JSON text can start with: whitespace, or the first character of a value
+# as Python's json module reads it (NaN and Infinity included).
+_JSON_TEXT_FIRST_CHARACTERS = frozenset(' \t\n\r{["-0123456789tfnNI')
+
+
+def _decode_json_message(message: str) -> object:
+    """Decode ``message`` as JSON when it can be JSON, else return it unchanged.
+
+    Powertools logs a message that is valid JSON as the decoded value and any other text as
+    it is. With its default, ``json.loads``, every plain sentence costs a raised and caught
+    error. The first character rules those sentences out without one.
+    """
+    if message[:1] in _JSON_TEXT_FIRST_CHARACTERS:
+        return json.loads(message)
+    return message
+
+
+logger = Logger(service=SERVICE_NAME, json_deserializer=_decode_json_message)
 metrics = Metrics(
     service=SERVICE_NAME,
     namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_METRICS_NAMESPACE,
@@ -46,6 +65,19 @@ def count(name: str) -> None:
     metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
 
 
+def _reuse_one_json_encoder() -> None:
+    # Powertools' default serializer passes its settings to json.dumps, which builds a new
+    # JSONEncoder for every line. One encoder with the same settings writes the same text.
+    formatter = logger.registered_formatter
+    if isinstance(formatter, LambdaPowertoolsFormatter):
+        formatter.json_serializer = json.JSONEncoder(
+            default=formatter.json_default,
+            separators=(",", ":"),
+            indent=formatter.json_indent,
+            ensure_ascii=False,
+        ).encode
+
+
 def _route_package_logs_through_powertools() -> None:
     package_logger = logging.getLogger("payment_webhook")
     handler = logger.registered_handler
@@ -56,4 +88,5 @@ def _route_package_logs_through_powertools() -> None:
     package_logger.propagate = False
 
 
+_reuse_one_json_encoder()
 _route_package_logs_through_powertools()

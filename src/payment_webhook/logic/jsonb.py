@@ -5,6 +5,9 @@ surrogates (``\\ud800`` alone), the ``NaN`` / ``Infinity`` literals that Python'
 module accepts, and numbers outside the numeric type (131072 digits before the decimal
 point, 16383 after). Nesting is limited here to ``MAX_NESTING_DEPTH`` levels so that
 neither parsing nor this module's walk can raise RecursionError.
+
+Walking the parsed document costs more than parsing it, so ``parse_storable_json`` walks
+only when the text could hold one of these values, as ``_may_be_unstorable`` explains.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ MAX_PATH_CHARS = 200
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_]+")
+# The JSON escapes that decode to a NUL character or to a UTF-16 surrogate (\ud800 to \udfff).
+_NUL_OR_SURROGATE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 
 
 class _UnstorableNumber:
@@ -39,19 +44,28 @@ class _UnstorableNumber:
         self.description = description
 
 
-def _parse_constant(literal: str) -> _UnstorableNumber:
-    return _UnstorableNumber(f"{literal}, which is not a finite number")
+class _NumberHooks:
+    """``json.loads`` hooks that put placeholders in place of numbers jsonb cannot store, and count them."""
 
+    __slots__ = ("unstorable_count",)
 
-def _parse_float(literal: str) -> float | _UnstorableNumber:
-    # Without an exponent, a literal this short cannot exceed either numeric limit.
-    if len(literal) > NUMERIC_MAX_FRACTION_DIGITS or "e" in literal or "E" in literal:
-        number = Decimal(literal)
-        exponent = number.as_tuple().exponent
-        fraction_digits = -exponent if isinstance(exponent, int) and exponent < 0 else 0
-        if number.adjusted() >= NUMERIC_MAX_INTEGER_DIGITS or fraction_digits > NUMERIC_MAX_FRACTION_DIGITS:
-            return _UnstorableNumber("a number outside the range of PostgreSQL's numeric type")
-    return float(literal)
+    def __init__(self) -> None:
+        self.unstorable_count = 0
+
+    def parse_constant(self, literal: str) -> _UnstorableNumber:
+        self.unstorable_count += 1
+        return _UnstorableNumber(f"{literal}, which is not a finite number")
+
+    def parse_float(self, literal: str) -> float | _UnstorableNumber:
+        # Without an exponent, a literal this short cannot exceed either numeric limit.
+        if len(literal) > NUMERIC_MAX_FRACTION_DIGITS or "e" in literal or "E" in literal:
+            number = Decimal(literal)
+            exponent = number.as_tuple().exponent
+            fraction_digits = -exponent if isinstance(exponent, int) and exponent < 0 else 0
+            if number.adjusted() >= NUMERIC_MAX_INTEGER_DIGITS or fraction_digits > NUMERIC_MAX_FRACTION_DIGITS:
+                self.unstorable_count += 1
+                return _UnstorableNumber("a number outside the range of PostgreSQL's numeric type")
+        return float(literal)
 
 
 def parse_storable_json(text: str) -> Any:
@@ -74,8 +88,9 @@ def parse_storable_json(text: str) -> Any:
         contains a NUL character, a lone surrogate, a non-finite number or a number outside
         PostgreSQL's numeric range. The message names the field.
     """
+    hooks = _NumberHooks()
     try:
-        document = json.loads(text, parse_constant=_parse_constant, parse_float=_parse_float)
+        document = json.loads(text, parse_constant=hooks.parse_constant, parse_float=hooks.parse_float)
     except RecursionError:
         raise InvalidEvent(f"body nests deeper than {MAX_NESTING_DEPTH} levels") from None
     except json.JSONDecodeError as exc:
@@ -83,8 +98,28 @@ def parse_storable_json(text: str) -> Any:
     except ValueError as exc:
         # int() refuses numbers of more than 4300 digits (sys.get_int_max_str_digits()).
         raise InvalidEvent(f"body is not valid JSON: {exc}") from None
-    check_storable(document)
+    if hooks.unstorable_count or _may_be_unstorable(text):
+        check_storable(document)
     return document
+
+
+def _may_be_unstorable(text: str) -> bool:
+    """Return whether parsed ``text`` may hold a string, key or nesting level that ``check_storable`` rejects.
+
+    False is certain. ``json.loads`` rejects raw control characters in strings, so a NUL
+    character can only come from the escape ``\\u0000``. A surrogate comes from a
+    ``\\ud800``-``\\udfff`` escape, or from a raw surrogate in a text that was not decoded
+    from UTF-8. Each container opens with one ``[`` or ``{``, so their count bounds the
+    nesting depth. Brackets and backslashes inside strings can only turn a False into a
+    True, which costs a walk.
+    """
+    if "\\u" in text and _NUL_OR_SURROGATE_ESCAPE.search(text):
+        return True
+    if not text.isascii() and _SURROGATE.search(text):
+        return True
+    # n nested containers reach depth n - 1, and check_storable rejects depth MAX_NESTING_DEPTH.
+    # NOTE: a body with more brackets than MAX_NESTING_DEPTH is walked even when it is shallow.
+    return text.count("{") + text.count("[") > MAX_NESTING_DEPTH
 
 
 def check_storable(document: Any) -> None:

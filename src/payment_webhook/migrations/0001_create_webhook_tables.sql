@@ -12,7 +12,8 @@ CREATE TABLE webhook_events (
     received_at      timestamptz NOT NULL DEFAULT now()
 );
 
-CREATE INDEX webhook_events_type_created_idx ON webhook_events (event_type, event_created_at);
+-- No index besides the primary key, because nothing in the product looks events up by another
+-- column and each index adds to the WAL of every insert. Add one together with the query that needs it.
 
 CREATE TABLE payments (
     payment_intent_id       text        PRIMARY KEY CHECK (char_length(payment_intent_id) BETWEEN 1 AND 255),
