@@ -196,7 +196,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "mode": mode,
         "mode_note": (
             f"Mode: {mode} ({sizes.warm_samples:,} warm samples per path, {sizes.cold_runs} cold starts per side, "
-            f"{sizes.concurrency_deliveries:,} concurrent deliveries); every figure on this page comes from this one run."
+            f"{sizes.concurrency_deliveries:,} concurrent deliveries); every figure on this page comes from this "
+            'one run, except those under "Warm path: what was tried", which say where they come from.'
         ),
         "sizes": asdict(sizes),
         "machine": machine,
