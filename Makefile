@@ -69,8 +69,9 @@ bench: $(VENV)/.installed build ## Measure latency, cold start, concurrency, siz
 cost: $(VENV)/.installed ## Print the monthly cost estimate per environment
 	$(PYTHON) -m bench.cost
 
-reliability: $(VENV)/.installed build ## Run the long fault-injection tests (outage, rotation, load)
-	$(PYTEST) tests/reliability
+reliability: $(VENV)/.installed build ## Run the fault-injection and fuzz tests; rewrite docs/RELIABILITY.md
+	$(PYTEST) tests/reliability tests/unit/test_fuzz_handler.py
+	$(PYTHON) -m tests.reliability.report
 
 clean: ## Remove build output and local stack data (keeps .venv)
 	rm -rf .aws-sam .local

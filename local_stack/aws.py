@@ -31,8 +31,8 @@ class LocalSecretsManager:
 
     def __init__(self, port: int = 0) -> None:
         self.host = "127.0.0.1"
-        # Port 0 lets the server bind a free port itself, so no other process can take
-        # the port between choosing and binding it; start() reads the bound port.
+        # With port 0 the server binds a free port itself, so no other process can take
+        # the port between choosing and binding it. start() reads the bound port.
         self.port = port
         self._server: ThreadedMotoServer | None = None
         self._client: Any = None
