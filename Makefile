@@ -24,7 +24,7 @@ endif
 
 # A private temporary folder: pytest keeps only three numbered ones per user in /tmp and
 # deletes older ones, even when another run still has its PostgreSQL data there.
-PYTEST := $(PYTHON) -m pytest -p no:cacheprovider --basetemp=$(CURDIR)/.local/pytest
+PYTEST := mkdir -p .local && $(PYTHON) -m pytest -p no:cacheprovider --basetemp=$(CURDIR)/.local/pytest
 BUILD_DIR := .aws-sam/build
 LOCAL_PORT ?= 3000
 
