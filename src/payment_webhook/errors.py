@@ -71,7 +71,7 @@ class InvalidSignature(WebhookRejection):
 
 
 class TimestampOutsideTolerance(WebhookRejection):
-    """The signed timestamp is further from the current time than the tolerance."""
+    """The signed timestamp is older than the tolerance."""
 
     error_code = "timestamp_outside_tolerance"
 

@@ -58,6 +58,8 @@ class MetricName:
     WEBHOOK_REJECTED = "WebhookRejected"
     STORAGE_UNAVAILABLE = "StorageUnavailable"
     UNEXPECTED_ERROR = "UnexpectedError"
+    # A stored payment_intent.* or charge.refunded event whose payment fields could not be used.
+    PAYMENT_UPDATE_SKIPPED = "PaymentUpdateSkipped"
 
 
 def count(name: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -20,6 +21,7 @@ from payment_webhook.dal.events import EventStore
 from payment_webhook.dal.secrets import DatabaseCredentialsCache
 from payment_webhook.dal.secrets_client import SecretsManagerClient
 from payment_webhook.deadline import Deadline
+from payment_webhook.logic import jsonb
 from payment_webhook.logic.events import parse_event
 from payment_webhook.models.outcome import StoreOutcome
 
@@ -172,10 +174,85 @@ def test_refund_without_payment_intent_stores_event_only(
     assert webhook_env.query("SELECT count(*) FROM payments")[0][0] == 0
 
 
-def test_unknown_status_stored(send_webhook: SendWebhook, webhook_env: WebhookEnvironment) -> None:
-    """A status the rank table does not know is stored with the lowest rank."""
-    send_webhook(payment_intent_event("pi_unknown", "requires_reauthorization", created=CREATED))
-    assert webhook_env.payment("pi_unknown")["status_rank"] == 0
+def test_unknown_status_skips_payment_update(send_webhook: SendWebhook, webhook_env: WebhookEnvironment) -> None:
+    """An event with a status the rank table does not know is stored, and the payments row is left alone."""
+    send_webhook(payment_intent_event("pi_unknown", "processing", created=CREATED))
+    response = send_webhook(payment_intent_event("pi_unknown", "requires_reauthorization", created=CREATED + 1))
+    assert response_json(response)["status"] == "stored"
+    assert webhook_env.payment("pi_unknown")["status"] == "processing"
+
+
+def test_unusable_amount_stored_and_payment_skipped(
+    send_webhook: SendWebhook, webhook_env: WebhookEnvironment, captured_logs: Any, capsys: Any
+) -> None:
+    """A negative amount stores the event, leaves payments unchanged, and logs one warning naming the field."""
+    send_webhook(payment_intent_event("pi_skip", "processing", created=CREATED))
+    before = webhook_env.payment("pi_skip")
+    event = payment_intent_event("pi_skip", "succeeded", created=CREATED + 1, amount=-4242)
+    capsys.readouterr()
+    response = send_webhook(event)
+    metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    skipped = captured_logs.messages("payment update skipped")
+    assert response_json(response) == {"status": "stored", "event_id": event["id"]}
+    assert webhook_env.query("SELECT count(*) FROM webhook_events WHERE event_id = :id", id=event["id"]) == [[1]]
+    assert webhook_env.payment("pi_skip") == before
+    assert len(skipped) == 1
+    assert skipped[0]["field"] == "data.object.amount"
+    assert skipped[0]["level"] == "WARNING"
+    assert "4242" not in captured_logs.text()
+    assert metrics[-1]["PaymentUpdateSkipped"] == [1.0]
+
+
+def test_skipped_payment_update_not_logged_for_duplicate(
+    send_webhook: SendWebhook, webhook_env: WebhookEnvironment, captured_logs: Any
+) -> None:
+    """A duplicate of an event whose payment update was skipped logs no second warning."""
+    event = payment_intent_event("pi_skip_dup", "succeeded", created=CREATED, amount=-1)
+    send_webhook(event)
+    send_webhook(event)
+    assert len(captured_logs.messages("payment update skipped")) == 1
+
+
+def test_refund_with_unusable_amount_stored_without_payment(
+    send_webhook: SendWebhook, webhook_env: WebhookEnvironment
+) -> None:
+    """charge.refunded with a text amount_refunded is stored and creates no payments row."""
+    event = stripe_event("charge.refunded", {"id": "ch_1", "payment_intent": "pi_text", "amount_refunded": "5"})
+    assert response_json(send_webhook(event))["status"] == "stored"
+    assert webhook_env.payment("pi_text") is None
+
+
+def test_expanded_customer_stored_as_id(send_webhook: SendWebhook, webhook_env: WebhookEnvironment) -> None:
+    """An expanded customer object stores the customer's id."""
+    event = payment_intent_event("pi_expanded", "succeeded", created=CREATED)
+    event["data"]["object"]["customer"] = {"id": "cus_expanded", "object": "customer", "email": "a@example.com"}
+    send_webhook(event)
+    assert webhook_env.payment("pi_expanded")["customer"] == "cus_expanded"
+
+
+def test_postgresql_data_exception_is_invalid_event(
+    send_webhook: SendWebhook, webhook_env: WebhookEnvironment, monkeypatch: Any
+) -> None:
+    """A payload PostgreSQL rejects with a data exception gets 400 naming the SQLSTATE, and nothing is stored."""
+    # With the text pre-check off, a NUL escape reaches PostgreSQL, which rejects it with 22P05.
+    monkeypatch.setattr(jsonb, "_may_be_unstorable", lambda text: False)
+    event = stripe_event("customer.updated", {"id": "cus_1", "name": "a\u0000b"})
+    response = send_webhook(event)
+    assert response["statusCode"] == 400
+    assert response_json(response) == {
+        "error": "invalid_event",
+        "message": "payload cannot be stored by PostgreSQL (SQLSTATE 22P05)",
+    }
+    assert webhook_env.event_count() == 0
+
+
+def test_store_works_after_data_exception(
+    send_webhook: SendWebhook, webhook_env: WebhookEnvironment, monkeypatch: Any
+) -> None:
+    """The connection stays usable after PostgreSQL rejected a payload."""
+    monkeypatch.setattr(jsonb, "_may_be_unstorable", lambda text: False)
+    send_webhook(stripe_event("customer.updated", {"id": "cus_1", "name": "a\u0000b"}))
+    assert response_json(send_webhook(stripe_event()))["status"] == "stored"
 
 
 def test_large_numbers_stored(send_webhook: SendWebhook, webhook_env: WebhookEnvironment) -> None:

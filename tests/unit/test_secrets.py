@@ -55,17 +55,27 @@ def test_signing_secret_array_parsed_in_order() -> None:
     assert parse_signing_secrets('["whsec_new", "whsec_old"]', ARN) == ("whsec_new", "whsec_old")
 
 
-@pytest.mark.parametrize("value", ["", "  ", "[]", '["whsec_1", 2]', '["whsec_1", ""]', "[not json", '{"a": 1}'])
+def test_signing_secret_json_string_parsed() -> None:
+    """A secret stored as a JSON string, quotes included, is that one secret."""
+    assert parse_signing_secrets('"whsec_one"', ARN) == ("whsec_one",)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["", "  ", "[]", '["whsec_1", 2]', '["whsec_1", ""]', "[not json", '{"a": 1}', '""', '"whsec_1', '"a" "b"'],
+)
 def test_invalid_signing_secret_value_rejected(value: str) -> None:
     """Empty values and arrays that are not non-empty strings are rejected."""
     with pytest.raises(SecretFormatError):
         parse_signing_secrets(value, ARN)
 
 
-def test_signing_secret_error_does_not_contain_value() -> None:
+@pytest.mark.parametrize("value", ['["whsec_leak", 5]', '"whsec_leak', '{"k": "whsec_leak"}'])
+def test_signing_secret_error_does_not_contain_value(value: str) -> None:
     """The format error names the ARN and never the value."""
     with pytest.raises(SecretFormatError) as caught:
-        parse_signing_secrets('["whsec_leak", 5]', ARN)
+        parse_signing_secrets(value, ARN)
+    assert ARN in str(caught.value)
     assert "whsec_leak" not in str(caught.value)
 
 
@@ -143,6 +153,89 @@ def test_signing_cache_failed_refresh_counts_as_attempt() -> None:
     with pytest.raises(SecretStoreUnreachable):
         cache.refresh_after_mismatch(deadline())
     assert cache.refresh_after_mismatch(deadline()) is None
+
+
+def test_signing_cache_rereads_after_max_age() -> None:
+    """get reads the secret again once the cached value is 300 s old."""
+    reader, clock = FakeReader("whsec_one"), FakeClock()
+    cache = SigningSecretCache(reader, ARN, clock=clock)
+    cache.get(deadline())
+    reader.value = "whsec_two"
+    clock.now += 300
+    assert cache.get(deadline()) == ("whsec_two",)
+
+
+def test_signing_cache_keeps_value_before_max_age() -> None:
+    """get does not read again while the cached value is younger than 300 s."""
+    reader, clock = FakeReader("whsec_one"), FakeClock()
+    cache = SigningSecretCache(reader, ARN, clock=clock)
+    cache.get(deadline())
+    clock.now += 299
+    cache.get(deadline())
+    assert reader.reads == 1
+
+
+def test_signing_cache_failed_periodic_reread_keeps_cached() -> None:
+    """A failed re-read after the maximum age returns the cached secrets instead of raising."""
+    reader, clock = FakeReader("whsec_one"), FakeClock()
+    cache = SigningSecretCache(reader, ARN, clock=clock)
+    cache.get(deadline())
+    reader.fail = True
+    clock.now += 301
+    assert cache.get(deadline()) == ("whsec_one",)
+
+
+def test_signing_cache_failed_periodic_reread_waits_interval() -> None:
+    """After a failed periodic re-read, the next attempt waits for the 60 s interval."""
+    reader, clock = FakeReader("whsec_one"), FakeClock()
+    cache = SigningSecretCache(reader, ARN, clock=clock)
+    cache.get(deadline())
+    reader.fail = True
+    clock.now += 301
+    cache.get(deadline())
+    clock.now += 59
+    cache.get(deadline())
+    assert reader.reads == 2
+
+
+def test_signing_cache_malformed_periodic_value_keeps_cached() -> None:
+    """A value of the wrong shape found by the periodic re-read leaves the cached secrets in use."""
+    reader, clock = FakeReader("whsec_one"), FakeClock()
+    cache = SigningSecretCache(reader, ARN, clock=clock)
+    cache.get(deadline())
+    reader.value = '{"not": "a secret"}'
+    clock.now += 301
+    assert cache.get(deadline()) == ("whsec_one",)
+
+
+def test_signing_cache_older_match_rereads_after_interval() -> None:
+    """After an older secret matched, a read 60 s after the last one returns the current secrets."""
+    reader, clock = FakeReader('["whsec_two", "whsec_one"]'), FakeClock()
+    cache = SigningSecretCache(reader, ARN, clock=clock)
+    cache.get(deadline())
+    reader.value = "whsec_two"
+    clock.now += 60
+    assert cache.refresh_after_older_match(deadline()) == ("whsec_two",)
+
+
+def test_signing_cache_older_match_skipped_within_interval() -> None:
+    """After an older secret matched, no read happens within 60 s of the last one."""
+    reader, clock = FakeReader('["whsec_two", "whsec_one"]'), FakeClock()
+    cache = SigningSecretCache(reader, ARN, clock=clock)
+    cache.get(deadline())
+    clock.now += 59
+    assert cache.refresh_after_older_match(deadline()) is None
+
+
+def test_signing_cache_older_match_failed_read_returns_none() -> None:
+    """A failed read after an older secret matched returns None and keeps the cached secrets."""
+    reader, clock = FakeReader('["whsec_two", "whsec_one"]'), FakeClock()
+    cache = SigningSecretCache(reader, ARN, clock=clock)
+    cache.get(deadline())
+    reader.fail = True
+    clock.now += 61
+    assert cache.refresh_after_older_match(deadline()) is None
+    assert cache.get(deadline()) == ("whsec_two", "whsec_one")
 
 
 def test_database_cache_refresh_reads_again() -> None:

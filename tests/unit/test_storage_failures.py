@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import socket
 from collections import Counter
@@ -20,6 +21,7 @@ from payment_webhook.config import load_webhook_settings
 from payment_webhook.dal.events import EventStore
 from payment_webhook.dal.secrets_client import SecretsManagerClient
 from payment_webhook.dependencies import build_webhook_dependencies, replace_webhook_dependencies
+from payment_webhook.errors import SecretStoreUnreachable
 
 
 def closed_port() -> int:
@@ -145,7 +147,7 @@ def test_unexpected_error_returns_503_without_trace(
     monkeypatch: pytest.MonkeyPatch,
     captured_logs: Any,
 ) -> None:
-    """A bug returns 503 internal_error, and the stack trace goes to the log, not the response."""
+    """A bug returns 503 internal_error, and the stack frames go to the log, not the response."""
 
     def broken_store(self: EventStore, event: Any, deadline: Any) -> Any:
         raise RuntimeError("simulated bug")
@@ -156,7 +158,31 @@ def test_unexpected_error_returns_503_without_trace(
     assert response_json(response) == {"error": "internal_error"}
     assert "simulated bug" not in response["body"]
     logged = captured_logs.messages("unexpected error, responding with 503 so that the provider retries")
-    assert "simulated bug" in logged[0]["exception"]
+    assert logged[0]["error_type"] == "RuntimeError"
+    assert "broken_store" in logged[0]["stack_frames"]
+
+
+def test_unexpected_database_error_log_has_no_payload(
+    send_webhook: SendWebhook,
+    webhook_env: WebhookEnvironment,
+    monkeypatch: pytest.MonkeyPatch,
+    captured_logs: Any,
+) -> None:
+    """A database error whose context quotes the payload is logged with its SQLSTATE, never its text."""
+    import pg8000.native
+
+    def failing_store(self: EventStore, event: Any, deadline: Any) -> Any:
+        # pg8000 puts PostgreSQL's error fields in args[0]; W (the context) quotes the JSON text.
+        raise pg8000.native.DatabaseError(
+            {"S": "ERROR", "C": "XX000", "M": "internal error", "W": f"JSON data, line 1: {event.payload_text[:80]}"}
+        )
+
+    monkeypatch.setattr(EventStore, "store", failing_store)
+    event = stripe_event("customer.updated", {"email": "jenny.rosen@example.com", "id": "cus_1"})
+    assert send_webhook(event)["statusCode"] == 503
+    logged = captured_logs.messages("unexpected error, responding with 503 so that the provider retries")
+    assert logged[0]["sqlstate"] == "XX000"
+    assert "jenny.rosen@example.com" not in captured_logs.text()
 
 
 def test_configuration_error_logged_with_variable(
@@ -239,3 +265,88 @@ def test_tls_required_but_server_without_tls(
         "SSL"
         in captured_logs.messages("storage unavailable, responding with 503 so that the provider retries")[0]["error"]
     )
+
+
+def test_removed_signing_secret_rejected_after_reread_window(
+    send_webhook: SendWebhook, webhook_env: WebhookEnvironment, secret_reads: Counter[str]
+) -> None:
+    """60 s after the last read, an event signed with a removed older secret re-reads the secret and is rejected."""
+    env = webhook_env.env
+    clock = FakeClock()
+    env.secrets_manager.put_secret_value(env.signing_secret_arn, ["whsec_new_secret", env.signing_secret])
+    replace_webhook_dependencies(build_webhook_dependencies(load_webhook_settings(), clock=clock))
+    assert send_webhook(stripe_event(), secret=env.signing_secret)["statusCode"] == 200
+
+    env.secrets_manager.put_secret_value(env.signing_secret_arn, "whsec_new_secret")
+    clock.now += 61
+    response = send_webhook(stripe_event(), secret=env.signing_secret)
+    assert response_json(response) == {"error": "invalid_signature"}
+    assert secret_reads[env.signing_secret_arn] == 2
+
+
+def test_older_signing_secret_not_reread_within_window(
+    send_webhook: SendWebhook, webhook_env: WebhookEnvironment, secret_reads: Counter[str]
+) -> None:
+    """Events signed with the older of two secrets re-read the secret at most once per 60 s."""
+    env = webhook_env.env
+    clock = FakeClock()
+    env.secrets_manager.put_secret_value(env.signing_secret_arn, ["whsec_new_secret", env.signing_secret])
+    replace_webhook_dependencies(build_webhook_dependencies(load_webhook_settings(), clock=clock))
+    for _ in range(3):
+        assert send_webhook(stripe_event(), secret=env.signing_secret)["statusCode"] == 200
+        clock.now += 10
+    assert secret_reads[env.signing_secret_arn] == 1
+
+
+def test_signing_secret_reread_after_max_age(
+    send_webhook: SendWebhook, webhook_env: WebhookEnvironment, secret_reads: Counter[str]
+) -> None:
+    """Cached signing secrets 300 s old are read again, even when the newest one matches."""
+    clock = FakeClock()
+    replace_webhook_dependencies(build_webhook_dependencies(load_webhook_settings(), clock=clock))
+    assert send_webhook(stripe_event())["statusCode"] == 200
+    clock.now += 300
+    assert send_webhook(stripe_event())["statusCode"] == 200
+    assert secret_reads[webhook_env.env.signing_secret_arn] == 2
+
+
+def test_failed_periodic_reread_keeps_valid_delivery(
+    send_webhook: SendWebhook,
+    webhook_env: WebhookEnvironment,
+    monkeypatch: pytest.MonkeyPatch,
+    captured_logs: Any,
+) -> None:
+    """When the periodic re-read fails, a valid delivery is stored with the cached secrets instead of getting 503."""
+    clock = FakeClock()
+    replace_webhook_dependencies(build_webhook_dependencies(load_webhook_settings(), clock=clock))
+    assert send_webhook(stripe_event())["statusCode"] == 200
+
+    def unreachable(self: SecretsManagerClient, secret_id: str, deadline: Any) -> str:
+        raise SecretStoreUnreachable(f"GetSecretValue for {secret_id} failed: cannot reach the endpoint")
+
+    monkeypatch.setattr(SecretsManagerClient, "get_secret_string", unreachable)
+    clock.now += 301
+    assert response_json(send_webhook(stripe_event()))["status"] == "stored"
+    assert len(captured_logs.messages("re-reading the signing secret failed, still using the cached secrets")) == 1
+
+
+def test_signing_secret_stored_as_json_string_accepted(
+    send_webhook: SendWebhook, webhook_env: WebhookEnvironment
+) -> None:
+    """A signing secret stored as a JSON string, quotes included, is used as that one secret."""
+    env = webhook_env.env
+    env.secrets_manager.put_secret_value(env.signing_secret_arn, json.dumps(env.signing_secret))
+    assert response_json(send_webhook(stripe_event()))["status"] == "stored"
+
+
+@pytest.mark.parametrize("value", ['{"key": "whsec_leak"}', '["whsec_leak", 5]', '"whsec_leak', '""', "[]"])
+def test_malformed_signing_secret_is_503_naming_arn(
+    value: str, send_webhook: SendWebhook, webhook_env: WebhookEnvironment, captured_logs: Any
+) -> None:
+    """A signing secret of the wrong shape gives 503, logged with the ARN and never the value."""
+    env = webhook_env.env
+    env.secrets_manager.put_secret_value(env.signing_secret_arn, value)
+    assert_storage_unavailable(send_webhook(stripe_event()))
+    logged = captured_logs.messages("storage unavailable, responding with 503 so that the provider retries")
+    assert env.signing_secret_arn in logged[0]["error"]
+    assert "whsec_leak" not in captured_logs.text()

@@ -6,6 +6,11 @@ update commit together in a single round trip. The statement inserts the event w
 a duplicate event changes nothing, also when it is delivered concurrently.
 Running a statement twice is therefore harmless, which is what lets the connection
 manager retry it on a new connection.
+
+A data exception (SQLSTATE class 22) raised by the statement comes from the values, such as
+a payload that PostgreSQL's jsonb parser rejects although the validation passed it. A retry
+of the same delivery would fail the same way, so it is raised as ``InvalidEvent`` (400),
+not as an outage (503). The statement failed as a whole, so nothing was written.
 """
 
 from __future__ import annotations
@@ -13,12 +18,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from payment_webhook.dal.connection import ConnectionManager
+from payment_webhook.dal.connection import ConnectionManager, sqlstate_of
 from payment_webhook.deadline import Deadline
+from payment_webhook.errors import InvalidEvent
 from payment_webhook.models.event import PaymentIntentUpdate, RefundUpdate, WebhookEvent
 from payment_webhook.models.outcome import StoreOutcome, StoreResult
 
 logger = logging.getLogger(__name__)
+
+DATA_EXCEPTION_SQLSTATE_CLASS = "22"
 
 _INSERT_EVENT = """
     INSERT INTO webhook_events (event_id, event_type, event_created_at, livemode, payload)
@@ -118,20 +126,35 @@ class EventStore:
 
         Raises
         ------
+        InvalidEvent
+            PostgreSQL rejected a value of the event with a data exception; nothing was written.
         DatabaseUnavailable
             The statement could not run; nothing was written.
         SecretStoreError
             The database secret could not be read.
         """
+        import pg8000.native
+
         sql, parameters = statement_for(event)
-        rows = self._connections.run(sql, deadline, **parameters)
+        try:
+            rows = self._connections.run(sql, deadline, **parameters)
+        except pg8000.native.DatabaseError as exc:
+            sqlstate = sqlstate_of(exc)
+            if sqlstate is None or not sqlstate.startswith(DATA_EXCEPTION_SQLSTATE_CLASS):
+                raise
+            raise InvalidEvent(
+                f"payload cannot be stored by PostgreSQL (SQLSTATE {sqlstate})", event_id=event.event_id
+            ) from None
         event_inserted, payment_changed = rows[0]
         outcome = StoreOutcome.STORED if event_inserted else StoreOutcome.DUPLICATE
         return StoreResult(outcome=outcome, payment_changed=bool(payment_changed))
 
 
 def statement_for(event: WebhookEvent) -> tuple[str, dict[str, Any]]:
-    """Return the storing statement for ``event`` and its parameters."""
+    """Return the storing statement for ``event`` and its parameters.
+
+    An event without a payment update, or with a skipped one, stores the event row only.
+    """
     parameters: dict[str, Any] = {
         "event_id": event.event_id,
         "event_type": event.event_type,

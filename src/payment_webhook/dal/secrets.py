@@ -1,11 +1,16 @@
 """Cached secrets: the webhook signing secrets and the database credentials.
 
 Both are read from Secrets Manager on first use and kept for the life of the execution
-environment. Each cache re-reads its secret only when the cached value stops working:
+environment, with these re-reads:
 
-- signing secrets, when no secret matches a signature, at most once per
+- signing secrets, when no secret matches a signature, or when only a secret other than
+  the newest matches (it may have been removed). Either re-read happens at most once per
   ``SIGNING_SECRET_REFRESH_SECONDS``, so an operator's rotation takes effect without a cold
-  start while a stream of forged requests cannot turn into a stream of API calls;
+  start while a stream of forged requests cannot turn into a stream of API calls. The
+  cached secrets are also re-read once they are ``SIGNING_SECRET_MAX_AGE_SECONDS`` old.
+  When that periodic re-read, or the one after an older secret matched, fails, the cached
+  secrets stay in use, so an outage of Secrets Manager does not turn valid deliveries into
+  503 responses;
 - database credentials, when the database rejects them (RDS rotates the managed secret
   every seven days).
 
@@ -22,11 +27,12 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from payment_webhook.deadline import Deadline
-from payment_webhook.errors import SecretFormatError
+from payment_webhook.errors import SecretFormatError, StorageUnavailable
 
 logger = logging.getLogger(__name__)
 
 SIGNING_SECRET_REFRESH_SECONDS = 60.0
+SIGNING_SECRET_MAX_AGE_SECONDS = 300.0
 
 
 class SecretReader(Protocol):
@@ -48,33 +54,39 @@ class DatabaseCredentials:
 def parse_signing_secrets(value: str, secret_arn: str) -> tuple[str, ...]:
     """Return the signing secrets stored in a secret value, newest first.
 
-    The value is one secret (``whsec_...``) or, while a secret is rotated, a JSON array of
-    secrets, newest first.
+    The value is one secret (``whsec_...``), the same as a JSON string (``"whsec_..."``
+    with the quotes, as some tools store text), or, while a secret is rotated, a JSON array
+    of secrets, newest first.
 
     Raises
     ------
     SecretFormatError
-        The value is empty, a JSON object, or an array that is not a non-empty list of
-        non-empty strings.
+        The value is empty, a JSON object, a JSON string that is empty or not valid JSON, or
+        an array that is not a non-empty list of non-empty strings. The message names the
+        ARN and the fix, never the value.
     """
     text = value.strip()
     if text.startswith("["):
-        try:
-            secrets = json.loads(text)
-        except ValueError:
-            raise SecretFormatError(
-                f"signing secret {secret_arn} starts with '[' but is not a JSON array: "
-                'store one whsec_ value, or a JSON array such as ["whsec_new", "whsec_old"]'
-            ) from None
+        secrets = _load_json(text, secret_arn, "starts with '[' but is not a JSON array")
         if (
             not isinstance(secrets, list)
             or not secrets
             or not all(isinstance(secret, str) and secret.strip() for secret in secrets)
         ):
             raise SecretFormatError(
-                f"signing secret {secret_arn} must be a JSON array of non-empty strings, newest first"
+                f"signing secret {secret_arn} must be a JSON array of non-empty strings, newest first: "
+                'store a value such as ["whsec_new", "whsec_old"]'
             )
         return tuple(secret.strip() for secret in secrets)
+    if text.startswith('"'):
+        # A whsec_ value stored as a JSON string. No secret the provider issues starts with a quote.
+        secret = _load_json(text, secret_arn, "starts with '\"' but is not a JSON string")
+        if not isinstance(secret, str) or not secret.strip():
+            raise SecretFormatError(
+                f"signing secret {secret_arn} is a JSON string without a secret: "
+                "store the whsec_ value from the provider"
+            )
+        return (secret.strip(),)
     if not text:
         raise SecretFormatError(f"signing secret {secret_arn} is empty: store the whsec_ value from the provider")
     if text.startswith("{"):
@@ -83,6 +95,16 @@ def parse_signing_secrets(value: str, secret_arn: str) -> tuple[str, ...]:
             f"signing secret {secret_arn} is a JSON object: store the plain whsec_ value, or a JSON array of them"
         )
     return (text,)
+
+
+def _load_json(text: str, secret_arn: str, problem: str) -> object:
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise SecretFormatError(
+            f"signing secret {secret_arn} {problem}: store one whsec_ value, "
+            'or a JSON array such as ["whsec_new", "whsec_old"]'
+        ) from None
 
 
 def parse_database_credentials(value: str, secret_arn: str) -> DatabaseCredentials:
@@ -111,7 +133,7 @@ def parse_database_credentials(value: str, secret_arn: str) -> DatabaseCredentia
 
 
 class SigningSecretCache:
-    """The webhook signing secrets, read once and re-read after a mismatch at most once per interval.
+    """The webhook signing secrets, read once and re-read when they may have changed.
 
     Parameters
     ----------
@@ -120,7 +142,9 @@ class SigningSecretCache:
     secret_arn:
         ARN of the signing secret.
     refresh_interval_seconds:
-        Minimum time between two reads.
+        Minimum time between two read attempts.
+    max_age_seconds:
+        Age of the cached secrets after which the next ``get`` reads them again.
     clock:
         Monotonic clock in seconds; tests pass a fake one.
     """
@@ -131,29 +155,40 @@ class SigningSecretCache:
         secret_arn: str,
         *,
         refresh_interval_seconds: float = SIGNING_SECRET_REFRESH_SECONDS,
+        max_age_seconds: float = SIGNING_SECRET_MAX_AGE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._reader = reader
         self._secret_arn = secret_arn
         self._refresh_interval_seconds = refresh_interval_seconds
+        self._max_age_seconds = max_age_seconds
         self._clock = clock
         self._secrets: tuple[str, ...] | None = None
-        self._last_read_at: float | None = None
+        # When the cached secrets were read, and when a read was last tried, failed or not.
+        self._read_at: float | None = None
+        self._attempted_at: float | None = None
 
     def get(self, deadline: Deadline) -> tuple[str, ...]:
-        """Return the cached secrets, reading them on first use.
+        """Return the secrets, reading them on first use and again once the cached ones are too old.
+
+        A failed periodic re-read is logged and the cached secrets are returned. The next
+        attempt waits for the refresh interval.
 
         Raises
         ------
         SecretStoreError
             The first read failed or the value has the wrong shape.
+        DeadlineExceeded
+            The first read had no time left.
         """
         if self._secrets is None:
             return self._read(deadline)
+        if self._clock() - (self._read_at or 0.0) >= self._max_age_seconds and self._may_attempt():
+            self._read_keeping_cached(deadline, "the cached signing secrets reached their maximum age")
         return self._secrets
 
     def refresh_after_mismatch(self, deadline: Deadline) -> tuple[str, ...] | None:
-        """Read the secrets again, unless the last read was less than the interval ago.
+        """Read the secrets again, unless the last attempt was less than the interval ago.
 
         Returns
         -------
@@ -164,18 +199,54 @@ class SigningSecretCache:
         ------
         SecretStoreError
             The read failed; the attempt still counts, so the next one waits an interval.
+        DeadlineExceeded
+            No time was left for the read.
         """
-        now = self._clock()
-        if self._last_read_at is not None and now - self._last_read_at < self._refresh_interval_seconds:
+        if not self._may_attempt():
             return None
         logger.info("re-reading the signing secret after a signature mismatch", extra={"secret_arn": self._secret_arn})
         return self._read(deadline)
 
+    def refresh_after_older_match(self, deadline: Deadline) -> tuple[str, ...] | None:
+        """Read the secrets again after only an older secret matched, unless the last attempt was recent.
+
+        An older secret may have been removed since the last read. The read is skipped when
+        the last attempt was less than the interval ago. A failed read is logged and the
+        cached secrets stay, so the match is kept.
+
+        Returns
+        -------
+        tuple[str, ...] | None
+            The secrets just read, or None when the interval has not passed or the read failed.
+        """
+        if not self._may_attempt():
+            return None
+        logger.info(
+            "re-reading the signing secret because only an older secret matched",
+            extra={"secret_arn": self._secret_arn},
+        )
+        return self._read_keeping_cached(deadline, "an older signing secret matched")
+
+    def _may_attempt(self) -> bool:
+        return self._attempted_at is None or self._clock() - self._attempted_at >= self._refresh_interval_seconds
+
     def _read(self, deadline: Deadline) -> tuple[str, ...]:
-        self._last_read_at = self._clock()
+        self._attempted_at = self._clock()
         value = self._reader.get_secret_string(self._secret_arn, deadline)
         self._secrets = parse_signing_secrets(value, self._secret_arn)
+        self._read_at = self._attempted_at
         return self._secrets
+
+    def _read_keeping_cached(self, deadline: Deadline, reason: str) -> tuple[str, ...] | None:
+        try:
+            return self._read(deadline)
+        except StorageUnavailable as exc:
+            # The messages of these errors name the secret by ARN and never contain its value.
+            logger.warning(
+                "re-reading the signing secret failed, still using the cached secrets",
+                extra={"secret_arn": self._secret_arn, "reason": reason, "error": str(exc)},
+            )
+            return None
 
 
 class DatabaseCredentialsCache:

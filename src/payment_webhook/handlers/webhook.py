@@ -6,24 +6,30 @@ trace in a response:
 
 - a rejection gets the 4xx status of its error code.
 - an unreachable database or Secrets Manager gets 503 ``storage_unavailable``.
-- any other exception (a configuration error or a bug) is logged with its stack trace
-  and gets 503 ``internal_error``. The status marks the failure as temporary and on this
-  side, so the provider keeps retrying the delivery until the fault is fixed, and the
-  error code distinguishes it from an outage.
+- any other exception (a configuration error or a bug) is logged with its type, its
+  SQLSTATE when it has one, and its stack frames, and gets 503 ``internal_error``. The
+  status marks the failure as temporary and on this side, so the provider keeps retrying
+  the delivery until the fault is fixed, and the error code distinguishes it from an outage.
+
+The message of an unexpected exception is never logged, because it can quote the payload:
+a pg8000 error carries PostgreSQL's error context, which shows the text around the value
+it rejected. A ``ConfigurationError`` is the exception, since its message names the variable.
 """
 
 from __future__ import annotations
 
 import json
+import traceback
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
+from payment_webhook.dal.connection import sqlstate_of
 from payment_webhook.deadline import Deadline
 from payment_webhook.dependencies import get_webhook_dependencies
-from payment_webhook.errors import StorageUnavailable, WebhookRejection
+from payment_webhook.errors import ConfigurationError, StorageUnavailable, WebhookRejection
 from payment_webhook.logic.delivery import deliver
-from payment_webhook.models.event import WebhookEvent
+from payment_webhook.models.event import SkippedPaymentUpdate, WebhookEvent
 from payment_webhook.models.outcome import DeliveryResult, StoreOutcome
 from payment_webhook.models.request import WebhookRequest
 from payment_webhook.observability import MetricName, count, logger, metrics
@@ -51,9 +57,9 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
         request = adapt_http_api_event(event)
         _start_invocation_logging(request, context)
         response = _process(request, context)
-    except Exception:
+    except Exception as exc:
         # Only reached when adapting the event or logging itself failed.
-        logger.exception("unexpected error before processing the delivery")
+        log_unexpected_error("unexpected error before processing the delivery", exc)
         count(MetricName.UNEXPECTED_ERROR)
         response = build_response(HTTPStatus.SERVICE_UNAVAILABLE, {"error": INTERNAL_ERROR})
     _flush_metrics()
@@ -116,11 +122,28 @@ def _process(request: WebhookRequest, context: Any) -> dict[str, Any]:
         )
         count(MetricName.STORAGE_UNAVAILABLE)
         return build_response(HTTPStatus.SERVICE_UNAVAILABLE, {"error": STORAGE_UNAVAILABLE})
-    except Exception:
-        logger.exception("unexpected error, responding with 503 so that the provider retries")
+    except Exception as exc:
+        log_unexpected_error("unexpected error, responding with 503 so that the provider retries", exc)
         count(MetricName.UNEXPECTED_ERROR)
         return build_response(HTTPStatus.SERVICE_UNAVAILABLE, {"error": INTERNAL_ERROR})
     return _accept(result, request)
+
+
+def log_unexpected_error(message: str, exc: BaseException) -> None:
+    """Log ``exc`` at ERROR with its type, SQLSTATE and stack frames, but without its message.
+
+    A ``ConfigurationError`` keeps its message, which names the variable and the fix.
+    """
+    extra: dict[str, Any] = {
+        "error_type": type(exc).__name__,
+        "stack_frames": "".join(traceback.format_tb(exc.__traceback__)),
+    }
+    sqlstate = sqlstate_of(exc)
+    if sqlstate is not None:
+        extra["sqlstate"] = sqlstate
+    if isinstance(exc, ConfigurationError):
+        extra["error"] = str(exc)
+    logger.error(message, extra=extra)
 
 
 def _accept(result: DeliveryResult, request: WebhookRequest) -> dict[str, Any]:
@@ -131,6 +154,13 @@ def _accept(result: DeliveryResult, request: WebhookRequest) -> dict[str, Any]:
             "event stored",
             extra={"payment_changed": result.store_result.payment_changed, "body_length": len(request.body)},
         )
+        payment_update = result.event.payment_update
+        if isinstance(payment_update, SkippedPaymentUpdate):
+            # Logged when the event is stored, so a retry after a 503 does not log it twice.
+            logger.warning(
+                "payment update skipped", extra={"field": payment_update.field, "problem": payment_update.problem}
+            )
+            count(MetricName.PAYMENT_UPDATE_SKIPPED)
     else:
         count(MetricName.EVENT_DUPLICATE)
         logger.info("duplicate event, nothing changed", extra={"body_length": len(request.body)})
@@ -171,5 +201,5 @@ def _tag_logs_with_event(event: WebhookEvent) -> None:
 def _flush_metrics() -> None:
     try:
         metrics.flush_metrics()
-    except Exception:
-        logger.exception("publishing the invocation's metrics failed")
+    except Exception as exc:
+        log_unexpected_error("publishing the invocation's metrics failed", exc)

@@ -1,8 +1,9 @@
 """The delivery pipeline: size, then signature, then event, then storage.
 
 The first check that fails decides the response, and nothing in a body is parsed before its
-signature is verified. The handler turns the returned result, or the raised rejection,
-into the HTTP response.
+signature is verified. In detail: the size (from the encoded length of a base64 body), the
+signature header, the base64 decoding, the signature match, the timestamp, the event. The
+handler turns the returned result, or the raised rejection, into the HTTP response.
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ from typing import Protocol
 
 from payment_webhook.deadline import Deadline
 from payment_webhook.errors import InvalidSignature
-from payment_webhook.logic.body import MAX_BODY_BYTES, read_raw_body
+from payment_webhook.logic.body import MAX_BODY_BYTES, check_body_size, decode_body
 from payment_webhook.logic.events import parse_event
 from payment_webhook.logic.signature import (
     SIGNATURE_HEADER,
     check_timestamp,
+    newest_matching_secret,
     parse_signature_header,
-    signature_matches,
 )
 from payment_webhook.models.event import WebhookEvent
 from payment_webhook.models.outcome import DeliveryResult, StoreResult
@@ -35,6 +36,10 @@ class SigningSecretSource(Protocol):
 
     def refresh_after_mismatch(self, deadline: Deadline) -> Sequence[str] | None:
         """Read the secrets again unless that was done recently; None when skipped."""
+        ...
+
+    def refresh_after_older_match(self, deadline: Deadline) -> Sequence[str] | None:
+        """Read the secrets again unless that was done recently; None when skipped or failed."""
         ...
 
 
@@ -65,11 +70,12 @@ def deliver(
         The delivery as the handler adapted it.
     signing_secrets:
         Source of the signing secrets. When no secret matches, it is asked once to read
-        the secrets again, so a rotation takes effect without a new process.
+        the secrets again, so a rotation takes effect without a new process. When only an
+        older secret matches, it is asked the same, so a removed secret stops passing.
     store:
         Storage for the event.
     tolerance_seconds:
-        Largest accepted distance between the signed timestamp and ``clock()``.
+        Largest accepted age of the signed timestamp at ``clock()``.
     deadline:
         End of the time available for network calls.
     on_event_parsed:
@@ -91,13 +97,22 @@ def deliver(
     StorageUnavailable
         Secrets Manager or the database could not be used; nothing was written.
     """
-    raw_body = read_raw_body(request, max_body_bytes)
-
+    check_body_size(request, max_body_bytes)
     header = parse_signature_header(request.header(SIGNATURE_HEADER))
-    if not signature_matches(header, raw_body, signing_secrets.get(deadline)):
+    raw_body = decode_body(request)
+
+    matched_position = newest_matching_secret(header, raw_body, signing_secrets.get(deadline))
+    if matched_position is None:
         refreshed = signing_secrets.refresh_after_mismatch(deadline)
-        if refreshed is None or not signature_matches(header, raw_body, refreshed):
-            raise InvalidSignature("no v1 signature matches a configured signing secret")
+    elif matched_position > 0:
+        # Only an older secret matched, and the operator may have removed it since the last read.
+        refreshed = signing_secrets.refresh_after_older_match(deadline)
+    else:
+        refreshed = None
+    if refreshed is not None:
+        matched_position = newest_matching_secret(header, raw_body, refreshed)
+    if matched_position is None:
+        raise InvalidSignature("no v1 signature matches a configured signing secret")
     check_timestamp(header, clock(), tolerance_seconds)
 
     event = parse_event(raw_body)

@@ -18,8 +18,9 @@ def parse_event(raw_body: bytes) -> WebhookEvent:
 
     A valid event has a string ``id`` of 1 to 255 characters, a non-empty string ``type``
     of at most 255 characters, an integer ``created`` from 0 to ``MAX_CREATED``, an
-    optional boolean ``livemode`` and an object ``data.object``. Fields that the payment
-    update needs are checked by ``logic.payments``. Unknown event types are valid.
+    optional boolean ``livemode`` and an object ``data.object``. The fields that the
+    payment update needs never make an event invalid: ``logic.payments`` skips an update
+    it cannot build. Unknown event types are valid.
 
     Parameters
     ----------
@@ -29,7 +30,8 @@ def parse_event(raw_body: bytes) -> WebhookEvent:
     Returns
     -------
     WebhookEvent
-        The event, with the decoded body kept as ``payload_text`` for storage.
+        The event, with the decoded body kept as ``payload_text`` for storage and the
+        payment update it implies, if any.
 
     Raises
     ------
@@ -60,5 +62,5 @@ def parse_event(raw_body: bytes) -> WebhookEvent:
         created=created,
         livemode=livemode,
         payload_text=text,
-        payment_update=payment_update_for(event_type, data_object, event_id),
+        payment_update=payment_update_for(event_type, data_object),
     )

@@ -6,8 +6,14 @@ module accepts, and numbers outside the numeric type (131072 digits before the d
 point, 16383 after). Nesting is limited here to ``MAX_NESTING_DEPTH`` levels so that
 neither parsing nor this module's walk can raise RecursionError.
 
+An object with a duplicate key is rejected too. ``json.loads`` keeps only the last value
+of a key, but PostgreSQL parses every value, so an earlier value that jsonb cannot store
+would pass this module's checks and then fail the insert on every retry. The
+``object_pairs_hook`` receives every key of every object, so duplicates are found in every body.
+
 Walking the parsed document costs more than parsing it, so ``parse_storable_json`` walks
-only when the text could hold one of these values, as ``_may_be_unstorable`` explains.
+only when the text could hold one of these values, as ``_may_be_unstorable`` explains, or
+when the parse hooks replaced a number or found a duplicate key.
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ NUMERIC_MAX_FRACTION_DIGITS = 16_383
 
 # Paths in messages are cut to this many characters, because keys can be long.
 MAX_PATH_CHARS = 200
+# Each key in a path or message is cut to this many characters, because a key can carry
+# customer data and messages reach the log and the response.
+MAX_KEY_CHARS = 40
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_]+")
@@ -44,13 +53,39 @@ class _UnstorableNumber:
         self.description = description
 
 
-class _NumberHooks:
-    """``json.loads`` hooks that put placeholders in place of numbers jsonb cannot store, and count them."""
+class _ObjectWithDuplicateKey(dict[str, Any]):
+    """A parsed object in which ``duplicate_key`` occurs more than once, until the walk finds its path."""
+
+    __slots__ = ("duplicate_key",)
+
+    def __init__(self, pairs: list[tuple[str, Any]], duplicate_key: str) -> None:
+        super().__init__(pairs)
+        self.duplicate_key = duplicate_key
+
+
+class _ParseHooks:
+    """``json.loads`` hooks that mark what jsonb cannot store, and count the marks.
+
+    Numbers jsonb cannot store become placeholders, and an object with a duplicate key
+    becomes an ``_ObjectWithDuplicateKey``.
+    """
 
     __slots__ = ("unstorable_count",)
 
     def __init__(self) -> None:
         self.unstorable_count = 0
+
+    def object_pairs(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        document = dict(pairs)
+        if len(document) == len(pairs):
+            return document
+        self.unstorable_count += 1
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                return _ObjectWithDuplicateKey(pairs, key)
+            seen.add(key)
+        raise AssertionError("unreachable: fewer keys than pairs means a key repeats")
 
     def parse_constant(self, literal: str) -> _UnstorableNumber:
         self.unstorable_count += 1
@@ -85,12 +120,18 @@ def parse_storable_json(text: str) -> Any:
     ------
     InvalidEvent
         The text is not JSON or nests deeper than ``MAX_NESTING_DEPTH``. Also when it
-        contains a NUL character, a lone surrogate, a non-finite number or a number outside
-        PostgreSQL's numeric range. The message names the field.
+        contains a NUL character, a lone surrogate, a non-finite number, a number outside
+        PostgreSQL's numeric range, or an object with a duplicate key. The message names
+        the field.
     """
-    hooks = _NumberHooks()
+    hooks = _ParseHooks()
     try:
-        document = json.loads(text, parse_constant=hooks.parse_constant, parse_float=hooks.parse_float)
+        document = json.loads(
+            text,
+            parse_constant=hooks.parse_constant,
+            parse_float=hooks.parse_float,
+            object_pairs_hook=hooks.object_pairs,
+        )
     except RecursionError:
         raise InvalidEvent(f"body nests deeper than {MAX_NESTING_DEPTH} levels") from None
     except json.JSONDecodeError as exc:
@@ -137,6 +178,8 @@ def check_storable(document: Any) -> None:
         elif isinstance(value, dict | list):
             if depth >= MAX_NESTING_DEPTH:
                 raise InvalidEvent(f"{describe_path(path)} nests deeper than {MAX_NESTING_DEPTH} levels")
+            if isinstance(value, _ObjectWithDuplicateKey):
+                raise InvalidEvent(f"{describe_path(path)} has duplicate key {quote_key(value.duplicate_key)}")
             if isinstance(value, dict):
                 for key, child in value.items():
                     _check_key(key, path)
@@ -150,11 +193,20 @@ def join_path(parent: str, key: str) -> str:
     """Return the path of ``key`` inside ``parent`` as ``data.object.customer``.
 
     Keys that are not plain letters, digits and underscores are written as a JSON string
-    in brackets, so the path stays readable and free of control characters.
+    in brackets, so the path stays readable and free of control characters. A key longer
+    than ``MAX_KEY_CHARS`` is cut, with ``...`` after it (outside the quotes).
     """
     if _PLAIN_KEY.fullmatch(key):
-        return f"{parent}.{key}" if parent else key
-    return f"{parent}[{json.dumps(key)}]"
+        key_text = key if len(key) <= MAX_KEY_CHARS else key[:MAX_KEY_CHARS] + "..."
+        return f"{parent}.{key_text}" if parent else key_text
+    return f"{parent}[{quote_key(key)}]"
+
+
+def quote_key(key: str) -> str:
+    """Return ``key`` as a JSON string for a message, cut after ``MAX_KEY_CHARS`` with ``...`` after the quote."""
+    if len(key) <= MAX_KEY_CHARS:
+        return json.dumps(key)
+    return json.dumps(key[:MAX_KEY_CHARS]) + "..."
 
 
 def describe_path(path: str) -> str:

@@ -11,12 +11,13 @@ Mapping of header problems to error codes:
 - header present but without exactly one ``t`` of decimal digits, or without any
   non-empty ``v1``: ``malformed_signature`` (so a header with only ``v0`` is malformed);
 - no ``v1`` matches any secret: ``invalid_signature``;
-- a match, but ``t`` is more than the tolerance away from now: ``timestamp_outside_tolerance``.
+- a match, but ``t`` is older than the tolerance: ``timestamp_outside_tolerance``.
 
-Unlike Stripe's library, which checks only the age, a ``t`` more than the tolerance in
-the future is rejected too. A future ``t`` can only come from a sender with a wrong clock or
-from someone holding the secret, and accepting it would stretch the replay window of a
-captured request beyond the tolerance.
+A ``t`` in the future is accepted, as the webhook contract only rejects a ``t`` older than
+the tolerance and Stripe's libraries check only the age. A sender whose clock runs fast
+would otherwise fail on every retry. The cost: a request signed with a future ``t`` can be
+replayed until that ``t`` is older than the tolerance, which only someone holding the
+secret can arrange.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 from payment_webhook.errors import MalformedSignature, MissingSignature, TimestampOutsideTolerance
 from payment_webhook.models.signature import SignatureHeader
@@ -84,41 +85,47 @@ def compute_signature(timestamp: int, body: bytes, secret: str) -> str:
     return hmac.new(secret.encode("utf-8"), signed_payload, hashlib.sha256).hexdigest()
 
 
-def signature_matches(header: SignatureHeader, body: bytes, secrets: Iterable[str]) -> bool:
-    """Return whether any ``v1`` of ``header`` matches the signature under any secret.
+def signature_matches(header: SignatureHeader, body: bytes, secrets: Sequence[str]) -> bool:
+    """Return whether any ``v1`` of ``header`` matches the signature under any secret."""
+    return newest_matching_secret(header, body, secrets) is not None
+
+
+def newest_matching_secret(header: SignatureHeader, body: bytes, secrets: Sequence[str]) -> int | None:
+    """Return the position in ``secrets`` (newest first) of the first secret that any ``v1`` matches.
 
     Every pair is compared with ``hmac.compare_digest``, and the loop does not stop at the
     first match, so the time taken does not reveal which pair matched.
+
+    Returns
+    -------
+    int | None
+        0 when the newest secret matches, a larger position when only an older one does,
+        None when no secret matches.
     """
     candidates = [
         # A header value may hold any character; compare_digest needs bytes for non-ASCII.
         signature.encode("utf-8", "backslashreplace")
         for signature in header.v1_signatures
     ]
-    matched = False
-    for secret in secrets:
+    newest_match: int | None = None
+    for position, secret in enumerate(secrets):
         expected = compute_signature(header.timestamp, body, secret).encode("ascii")
         for candidate in candidates:
-            if hmac.compare_digest(expected, candidate):
-                matched = True
-    return matched
+            if hmac.compare_digest(expected, candidate) and newest_match is None:
+                newest_match = position
+    return newest_match
 
 
 def check_timestamp(header: SignatureHeader, now: float, tolerance_seconds: int) -> None:
-    """Raise unless the header's ``t`` is within ``tolerance_seconds`` of ``now``, in either direction.
+    """Raise when the header's ``t`` is more than ``tolerance_seconds`` before ``now``; a future ``t`` passes.
 
     Raises
     ------
     TimestampOutsideTolerance
-        ``t`` is older than the tolerance or further than the tolerance in the future.
+        ``t`` is older than the tolerance.
     """
     age_seconds = now - header.timestamp
     if age_seconds > tolerance_seconds:
         raise TimestampOutsideTolerance(
             f"signature timestamp is {int(age_seconds)} s old, more than the tolerance of {tolerance_seconds} s"
-        )
-    if -age_seconds > tolerance_seconds:
-        raise TimestampOutsideTolerance(
-            f"signature timestamp is {int(-age_seconds)} s in the future, more than the tolerance of "
-            f"{tolerance_seconds} s"
         )

@@ -29,6 +29,18 @@ class RefundUpdate:
     amount_refunded: int
 
 
+@dataclass(frozen=True)
+class SkippedPaymentUpdate:
+    """A payment update that an event implies but cannot carry, because a field is unusable.
+
+    The event is still stored. ``field`` is the path of the first unusable field, and
+    ``problem`` describes what is wrong with it. Neither contains the field's value.
+    """
+
+    field: str
+    problem: str
+
+
 PaymentUpdate = PaymentIntentUpdate | RefundUpdate
 
 
@@ -45,4 +57,4 @@ class WebhookEvent:
     created: int
     livemode: bool | None
     payload_text: str = field(repr=False)
-    payment_update: PaymentUpdate | None = None
+    payment_update: PaymentUpdate | SkippedPaymentUpdate | None = None
