@@ -168,10 +168,28 @@ def test_large_exponent_within_numeric_range_accepted() -> None:
     assert parse_event(raw).event_id == "evt_1"
 
 
-def test_integer_with_too_many_digits_rejected() -> None:
-    """An integer beyond Python's 4300-digit conversion limit is invalid_event, not a crash."""
+def test_integer_beyond_python_digit_limit_accepted() -> None:
+    """An integer longer than int()'s 4300-digit limit fits PostgreSQL's numeric type, so it is stored."""
     raw = b'{"id": "evt_1", "type": "x", "created": 1, "data": {"object": {"v": ' + b"9" * 5000 + b"}}}"
-    assert "body is not valid JSON" in invalid_event_message(raw)
+    assert parse_event(raw).event_id == "evt_1"
+
+
+def test_integer_beyond_numeric_digits_rejected() -> None:
+    """An integer of more than 131072 digits is outside PostgreSQL's numeric type, naming the field."""
+    raw = b'{"id": "evt_1", "type": "x", "created": 1, "data": {"object": {"v": ' + b"9" * 131_073 + b"}}}"
+    assert invalid_event_message(raw) == "data.object.v is a number outside the range of PostgreSQL's numeric type"
+
+
+def test_created_beyond_python_digit_limit_rejected() -> None:
+    """A 5000-digit created is not an integer in range, so the event is invalid."""
+    raw = b'{"id": "evt_1", "type": "x", "created": ' + b"9" * 5000 + b', "data": {"object": {}}}'
+    assert invalid_event_message(raw).startswith("created")
+
+
+def test_zero_with_large_exponent_accepted() -> None:
+    """0e131072 is zero, which PostgreSQL's numeric type stores, so the event is valid."""
+    raw = b'{"id": "evt_1", "type": "x", "created": 1, "data": {"object": {"v": 0e131072}}}'
+    assert parse_event(raw).event_id == "evt_1"
 
 
 def test_nesting_at_limit_accepted() -> None:
@@ -304,8 +322,14 @@ def test_long_key_cut_in_message() -> None:
     key = "jenny.rosen@example.com 4242424242424242 exp 12/34"
     raw = encode(event_document(data={"object": {"metadata": {key: "x\u0000"}}}))
     assert invalid_event_message(raw) == (
-        'data.object.metadata["jenny.rosen@example.com 4242424242424242"...] contains a NUL character'
+        'data.object.metadata["jenny.rosen@example.com [digits]"...] contains a NUL character'
     )
+
+
+def test_card_number_in_duplicate_key_masked() -> None:
+    """A key holding a card-number-like run of digits is masked in the duplicate-key message."""
+    raw = b'{"id": "evt_1", "type": "x", "created": 1, "data": {"object": {"4242424242424242": 1, "4242424242424242": 2}}}'
+    assert invalid_event_message(raw) == 'data.object has duplicate key "[digits]"'
 
 
 def test_long_plain_key_cut_in_message() -> None:

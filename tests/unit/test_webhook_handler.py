@@ -269,13 +269,14 @@ def test_duplicate_key_named_in_response(send_webhook: SendWebhook, webhook_env:
 def test_long_key_cut_in_response_and_log(
     send_webhook: SendWebhook, webhook_env: WebhookEnvironment, captured_logs: Any
 ) -> None:
-    """A long key is cut to 40 characters in the response and the log, so its end never shows."""
+    """A long key is cut to 40 characters and its card-like digits masked, in the response and the log."""
     key = "jenny.rosen@example.com 4242424242424242 exp 12/34"
-    expected = 'data.object.metadata["jenny.rosen@example.com 4242424242424242"...] contains a NUL character'
+    expected = 'data.object.metadata["jenny.rosen@example.com [digits]"...] contains a NUL character'
     response = send_webhook(stripe_event("customer.updated", {"id": "cus_1", "metadata": {key: "x\u0000"}}))
     assert response_json(response)["message"] == expected
     assert captured_logs.messages("webhook rejected")[0]["detail"] == expected
     assert "exp 12/34" not in captured_logs.text()
+    assert "4242424242424242" not in captured_logs.text()
 
 
 def test_two_signing_secrets_both_accepted(send_webhook: SendWebhook, webhook_env: WebhookEnvironment) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from decimal import Decimal
 from typing import Any
 
@@ -40,6 +41,9 @@ MAX_KEY_CHARS = 40
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_]+")
+# A run of 12 to 19 digits may be a card number (PAN), so messages never show one whole.
+_CARD_NUMBER_LIKE = re.compile(r"\d{12,}")
+_INT_MAX_STR_DIGITS = sys.get_int_max_str_digits()
 # The JSON escapes that decode to a NUL character or to a UTF-16 surrogate (\ud800 to \udfff).
 _NUL_OR_SURROGATE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 
@@ -97,10 +101,24 @@ class _ParseHooks:
             number = Decimal(literal)
             exponent = number.as_tuple().exponent
             fraction_digits = -exponent if isinstance(exponent, int) and exponent < 0 else 0
-            if number.adjusted() >= NUMERIC_MAX_INTEGER_DIGITS or fraction_digits > NUMERIC_MAX_FRACTION_DIGITS:
+            # A zero has one integer digit whatever its exponent (0e131072 is stored as 0).
+            too_large = not number.is_zero() and number.adjusted() >= NUMERIC_MAX_INTEGER_DIGITS
+            if too_large or fraction_digits > NUMERIC_MAX_FRACTION_DIGITS:
                 self.unstorable_count += 1
                 return _UnstorableNumber("a number outside the range of PostgreSQL's numeric type")
         return float(literal)
+
+    def parse_long_int(self, literal: str) -> int | Decimal | _UnstorableNumber:
+        # int() refuses more than sys.get_int_max_str_digits() digits (4300 by default),
+        # but PostgreSQL's numeric type holds up to 131072. A longer literal becomes a
+        # Decimal, which no field that must be an integer accepts.
+        digits = len(literal.lstrip("-"))
+        if digits > NUMERIC_MAX_INTEGER_DIGITS:
+            self.unstorable_count += 1
+            return _UnstorableNumber("a number outside the range of PostgreSQL's numeric type")
+        if digits > _INT_MAX_STR_DIGITS:
+            return Decimal(literal)
+        return int(literal)
 
 
 def parse_storable_json(text: str) -> Any:
@@ -126,19 +144,30 @@ def parse_storable_json(text: str) -> Any:
     """
     hooks = _ParseHooks()
     try:
-        document = json.loads(
-            text,
-            parse_constant=hooks.parse_constant,
-            parse_float=hooks.parse_float,
-            object_pairs_hook=hooks.object_pairs,
-        )
+        try:
+            document = json.loads(
+                text,
+                parse_constant=hooks.parse_constant,
+                parse_float=hooks.parse_float,
+                object_pairs_hook=hooks.object_pairs,
+            )
+        except json.JSONDecodeError:
+            raise
+        except ValueError:
+            # Only int()'s digit limit raises a plain ValueError here. The integer hook
+            # costs a call per integer, so it runs only for such rare bodies.
+            hooks = _ParseHooks()
+            document = json.loads(
+                text,
+                parse_constant=hooks.parse_constant,
+                parse_float=hooks.parse_float,
+                parse_int=hooks.parse_long_int,
+                object_pairs_hook=hooks.object_pairs,
+            )
     except RecursionError:
         raise InvalidEvent(f"body nests deeper than {MAX_NESTING_DEPTH} levels") from None
     except json.JSONDecodeError as exc:
         raise InvalidEvent(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    except ValueError as exc:
-        # int() refuses numbers of more than 4300 digits (sys.get_int_max_str_digits()).
-        raise InvalidEvent(f"body is not valid JSON: {exc}") from None
     if hooks.unstorable_count or _may_be_unstorable(text):
         check_storable(document)
     return document
@@ -197,7 +226,7 @@ def join_path(parent: str, key: str) -> str:
     than ``MAX_KEY_CHARS`` is cut, with ``...`` after it (outside the quotes).
     """
     if _PLAIN_KEY.fullmatch(key):
-        key_text = key if len(key) <= MAX_KEY_CHARS else key[:MAX_KEY_CHARS] + "..."
+        key_text = _mask_digits(key) if len(key) <= MAX_KEY_CHARS else _mask_digits(key[:MAX_KEY_CHARS]) + "..."
         return f"{parent}.{key_text}" if parent else key_text
     return f"{parent}[{quote_key(key)}]"
 
@@ -205,8 +234,13 @@ def join_path(parent: str, key: str) -> str:
 def quote_key(key: str) -> str:
     """Return ``key`` as a JSON string for a message, cut after ``MAX_KEY_CHARS`` with ``...`` after the quote."""
     if len(key) <= MAX_KEY_CHARS:
-        return json.dumps(key)
-    return json.dumps(key[:MAX_KEY_CHARS]) + "..."
+        return json.dumps(_mask_digits(key))
+    return json.dumps(_mask_digits(key[:MAX_KEY_CHARS])) + "..."
+
+
+def _mask_digits(key: str) -> str:
+    """Replace each run of 12 or more digits in ``key`` with ``[digits]``."""
+    return _CARD_NUMBER_LIKE.sub("[digits]", key)
 
 
 def describe_path(path: str) -> str:

@@ -8,6 +8,9 @@ lifecycle wins.
 The payment fields are not part of the webhook contract, so they never make an event
 invalid. When a field the ``payments`` table needs cannot be used, the event is still
 stored and ``payment_update_for`` returns a ``SkippedPaymentUpdate`` naming the field.
+
+NOTE: a skipped update leaves the payment row as it was, so its ``created`` time does not
+count. An older event with usable fields that arrives later still changes the payment.
 """
 
 from __future__ import annotations
