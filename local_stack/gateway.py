@@ -302,8 +302,8 @@ class _GatewayRequestHandler(BaseHTTPRequestHandler):
     """Serve one connection: every request goes through :meth:`_handle`."""
 
     protocol_version = "HTTP/1.1"
-    # Headers and body go out in two writes; with Nagle's algorithm on, the second waits
-    # for the client's delayed ACK (about 40 ms) on a kept-alive connection.
+    # Headers and body go out in two writes. With Nagle's algorithm on, the second write
+    # waits for the client's delayed ACK (about 40 ms) on a kept-alive connection.
     disable_nagle_algorithm = True
     server_version = "local-api-gateway"
     sys_version = ""
@@ -459,8 +459,8 @@ class _GatewayRequestHandler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(response.body)))
         self.send_header("apigw-requestid", request_id)
-        # close_connection is already set when the client sent "Connection: close" (or
-        # spoke HTTP/1.0 without keep-alive); the response must say so too.
+        # close_connection is already set when the client sent "Connection: close" or
+        # spoke HTTP/1.0 without keep-alive. The response then carries the header too.
         if close or self.close_connection:
             self.send_header("Connection", "close")
             self.close_connection = True

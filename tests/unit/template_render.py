@@ -7,7 +7,7 @@ Rendering follows the steps of ``sam build`` plus ``sam deploy``, without AWS:
 2. Point each function's local ``CodeUri`` at a placeholder S3 object, as ``sam package``
    does after ``sam build``; the SAM transform accepts only S3 locations.
 3. Run the SAM transform (``samtranslator.translator.transform.transform``) with a managed
-   policy loader that answers from a fixed map and never calls IAM.
+   policy loader that returns ARNs from a fixed map and never calls IAM.
 4. Evaluate the Conditions for the given parameters: drop resources and Outputs whose
    condition is false, and replace every ``Fn::If`` by the branch it selects
    (``AWS::NoValue`` removes the property).
