@@ -31,6 +31,7 @@ REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 if str(REPOSITORY_ROOT) not in sys.path:
     sys.path.insert(0, str(REPOSITORY_ROOT))
 
+from local_stack.aws import DUMMY_CREDENTIALS, LOCAL_REGION  # noqa: E402
 from local_stack.signing import (  # noqa: E402
     DEFAULT_TOLERANCE_SECONDS,
     ENV_VARS_NAME,
@@ -42,13 +43,6 @@ DEFAULT_EVENTS_DIR = REPOSITORY_ROOT / "events"
 DEFAULT_OUTPUTS_FILE = REPOSITORY_ROOT / ".local" / "stack-outputs.json"
 SECRET_PREFIX = "whsec_"
 PLACEHOLDER = re.compile(r"<(?P<key>[A-Za-z0-9]+) from \.local/stack-outputs\.json>")
-# moto accepts any credentials; these keep a stray call from using real keys.
-DUMMY_CREDENTIALS = {
-    "aws_access_key_id": "testing",
-    "aws_secret_access_key": "testing",
-    "aws_session_token": "testing",
-}
-LOCAL_REGION = "us-east-1"
 
 
 class SigningSetupError(RuntimeError):
@@ -155,7 +149,14 @@ def fetch_local_secret(outputs: dict[str, str], outputs_file: Path) -> str:
 
     endpoint_url = require_output(outputs, "AwsEndpointUrl", outputs_file)
     secret_arn = require_output(outputs, "WebhookSigningSecretArn", outputs_file)
-    client = boto3.client("secretsmanager", region_name=LOCAL_REGION, endpoint_url=endpoint_url, **DUMMY_CREDENTIALS)
+    client = boto3.client(
+        "secretsmanager",
+        region_name=LOCAL_REGION,
+        endpoint_url=endpoint_url,
+        aws_access_key_id=DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=DUMMY_CREDENTIALS["AWS_SESSION_TOKEN"],
+    )
     try:
         secret_string = client.get_secret_value(SecretId=secret_arn)["SecretString"]
     except botocore.exceptions.EndpointConnectionError:

@@ -26,7 +26,7 @@ class Scenario:
     key: str
     title: str
     test: str
-    what: str
+    description: str
     rows: tuple[tuple[str, str], ...]
 
 
@@ -290,8 +290,8 @@ def result_text(entry: dict[str, Any]) -> str:
 
 def anchor(title: str) -> str:
     """Return the GitHub anchor of a heading."""
-    kept = "".join(character for character in title.lower() if character.isalnum() or character in " -")
-    return kept.replace(" ", "-")
+    anchor_text = "".join(character for character in title.lower() if character.isalnum() or character in " -")
+    return anchor_text.replace(" ", "-")
 
 
 def machine_line(machine: dict[str, Any]) -> str:
@@ -302,7 +302,7 @@ def machine_line(machine: dict[str, Any]) -> str:
 
 
 def scenario_section(scenario: Scenario, entry: dict[str, Any] | None) -> list[str]:
-    lines = [f"## {scenario.title}", "", f"Test: `{scenario.test}`", "", scenario.what, ""]
+    lines = [f"## {scenario.title}", "", f"Test: `{scenario.test}`", "", scenario.description, ""]
     if entry is None:
         return [*lines, "No figures recorded yet: run the test, then this script.", ""]
     lines += [

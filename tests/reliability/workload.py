@@ -18,6 +18,8 @@ from typing import Any
 
 import pg8000.native
 
+from tests.integration.deliveries import provider_event
+
 PAYMENT_AMOUNT = 4999
 REFUNDED_AMOUNT = 1500
 CURRENCY = "eur"
@@ -62,21 +64,6 @@ class Workload:
     @property
     def event_ids(self) -> list[str]:
         return [event.event_id for event in self.events]
-
-
-def provider_event(event_id: str, event_type: str, created: int, data_object: dict[str, Any]) -> dict[str, Any]:
-    """Return a test-mode event in Stripe's shape."""
-    return {
-        "id": event_id,
-        "object": "event",
-        "api_version": "2024-06-20",
-        "created": created,
-        "data": {"object": data_object},
-        "livemode": False,
-        "pending_webhooks": 1,
-        "request": {"id": None, "idempotency_key": None},
-        "type": event_type,
-    }
 
 
 def build_workload(event_count: int, *, seed: int, name: str) -> Workload:
